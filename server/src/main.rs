@@ -1,1 +1,66 @@
-fn main() {}
+//! The `ingestwatch` binary: parses the CLI, sets up tracing and dispatches.
+//! All the work lives in the library.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use ingestwatch::config::{Cli, Command};
+use ingestwatch::{db, demo, server, telemetry};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    match cli.command {
+        Command::Migrate(args) => {
+            let mut client = db::connect(&args.database_url).await?;
+            let applied = db::migrate::run(&mut client).await?;
+            if applied.is_empty() {
+                println!("database is up to date");
+            } else {
+                println!("applied: {}", applied.join(", "));
+            }
+            Ok(())
+        }
+        Command::Serve(args) => {
+            let listener = tokio::net::TcpListener::bind(args.server.listen)
+                .await
+                .with_context(|| format!("binding {}", args.server.listen))?;
+            let shutdown = shutdown_on_signal();
+            server::run(listener, &args.database_url, args.server, shutdown).await
+        }
+        Command::Demo(args) => demo::run(args, shutdown_on_signal()).await,
+        Command::Simulate(args) => {
+            let shutdown = shutdown_on_signal();
+            let opts = demo::simulate::SimOptions {
+                rate: args.rate,
+                duration: args.duration.map(Duration::from_secs),
+                writers: args.writers,
+                seed: args.seed,
+            };
+            let stats = demo::simulate::run(&args.database_url, opts, shutdown.cancelled_owned()).await?;
+            println!("{}", serde_json::to_string(&stats)?);
+            Ok(())
+        }
+    }
+}
+
+/// A token cancelled on Ctrl-C / SIGTERM; a second signal (or 10 s) forces exit.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        server::signal().await;
+        tracing::info!("shutting down");
+        t.cancel();
+        tokio::select! {
+            () = server::signal() => {}
+            () = tokio::time::sleep(Duration::from_secs(10)) => {}
+        }
+        std::process::exit(130);
+    });
+    token
+}

@@ -1,0 +1,157 @@
+// Entry point: state, protocol handling, URL hash, theme, render scheduling.
+
+import { connect, wsUrl } from './ws.js';
+import { applyMergePatch } from './mergepatch.js';
+import { createView } from './view.js';
+
+const WINDOWS = ['1m', '5m', '1h', '24h'];
+const DEFAULT_WINDOW = '5m';
+const MAX_EVENTS = 50;
+const TOKEN_KEY = 'ingestwatch.token';
+const THEME_KEY = 'ingestwatch.theme';
+
+const state = {
+  window: DEFAULT_WINDOW,
+  conn: 'connecting', // connecting | open | waiting | signed-out | forbidden
+  live: false,        // socket open AND a kpis snapshot arrived on it
+  retryAt: null,
+  dataAt: null,       // when the last frame of live data arrived (epoch ms)
+  seq: null,
+  kpis: null,         // { "1m": K, "5m": K, "1h": K, "24h": K }
+  events: [],         // newest first, at most MAX_EVENTS
+  toast: null,        // { text, until }
+};
+let lastEventSeq = null; // highest event seq shown (dedupe + resume)
+let baseSeq = null;      // seq of the first subscription, resume point before any event
+
+const store = {
+  get(k) { try { return localStorage.getItem(k); } catch { return null; } },
+  set(k, v) { try { localStorage.setItem(k, v); } catch { /* private mode */ } },
+};
+
+// ---- rendering: at most once per animation frame --------------------------
+const render = createView(document);
+let frame = 0;
+function schedule() {
+  if (!frame) frame = requestAnimationFrame(() => { frame = 0; render(state, Date.now()); });
+}
+
+// ---- URL hash: #window=5m (token / access_token are taken out) -------------
+function readHash() {
+  const p = new URLSearchParams(location.hash.slice(1));
+  const token = p.get('access_token') || p.get('token');
+  if (token) {
+    try { sessionStorage.setItem(TOKEN_KEY, token); } catch { /* ignore */ }
+  }
+  const w = p.get('window');
+  state.window = WINDOWS.includes(w) ? w : DEFAULT_WINDOW;
+  writeHash();
+  return token;
+}
+function writeHash() {
+  const p = new URLSearchParams(location.hash.slice(1));
+  p.delete('token');
+  p.delete('access_token');
+  p.set('window', state.window);
+  const hash = `#${p}`;
+  if (location.hash !== hash) history.replaceState(history.state, '', hash);
+}
+function selectWindow(w) {
+  if (!WINDOWS.includes(w) || w === state.window) return;
+  state.window = w;
+  writeHash();
+  schedule();
+}
+
+// ---- theme: dark default, prefers-color-scheme, explicit toggle persisted --
+const root = document.documentElement;
+const savedTheme = store.get(THEME_KEY);
+if (savedTheme === 'light' || savedTheme === 'dark') root.dataset.theme = savedTheme;
+function toggleTheme() {
+  const current = root.dataset.theme
+    || (matchMedia('(prefers-color-scheme: light)').matches ? 'light' : 'dark');
+  const next = current === 'light' ? 'dark' : 'light';
+  root.dataset.theme = next;
+  store.set(THEME_KEY, next);
+}
+
+// ---- protocol ---------------------------------------------------------------
+function toast(text) {
+  state.toast = { text, until: Date.now() + 8000 };
+  setTimeout(schedule, 8050);
+}
+
+function onFrame(msg) {
+  if (Number.isSafeInteger(msg.seq) && (state.seq === null || msg.seq > state.seq)) state.seq = msg.seq;
+  switch (msg.type) {
+    case 'hello':
+      if (msg.protocol !== 1) console.warn(`ingestwatch: server speaks protocol ${msg.protocol}, client expects 1`);
+      break;
+    case 'subscribed':
+      if (baseSeq === null && Number.isSafeInteger(msg.seq)) baseSeq = msg.seq;
+      break;
+    case 'snapshot':
+      if (msg.topic === 'kpis' && msg.data && typeof msg.data === 'object') {
+        state.kpis = msg.data;
+        state.live = state.conn === 'open';
+      }
+      break;
+    case 'delta':
+      if (msg.topic !== 'kpis') break;
+      if (!state.kpis) { console.warn('ingestwatch: delta before snapshot ignored'); break; }
+      state.kpis = applyMergePatch(state.kpis, msg.data);
+      break;
+    case 'event':
+      if (!Number.isSafeInteger(msg.seq) || (lastEventSeq !== null && msg.seq <= lastEventSeq)) break;
+      lastEventSeq = msg.seq;
+      state.events.unshift(msg);
+      if (state.events.length > MAX_EVENTS) state.events.length = MAX_EVENTS;
+      break;
+    case 'resync':
+      console.info(`ingestwatch: resync (${msg.reason}) since ${msg.since}`, msg.topics);
+      break;
+    case 'pong':
+      break;
+    case 'error':
+      console.warn(`ingestwatch: server error ${msg.code}: ${msg.message}`);
+      toast(`Server error: ${msg.message || msg.code || 'unknown'}`);
+      break;
+    default:
+      console.debug('ingestwatch: unknown frame', msg);
+  }
+  if (state.live) state.dataAt = Date.now();
+  schedule();
+}
+
+function onState(conn, info = {}) {
+  state.conn = conn;
+  state.retryAt = info.retryAt ?? null;
+  if (conn !== 'open') state.live = false;
+  if (conn === 'signed-out' || conn === 'forbidden') {
+    toast(conn === 'signed-out' ? 'Signed out: open the link with a valid token.' : 'Not allowed to view this monitor.');
+  }
+  schedule();
+}
+
+function subscribeMessage() {
+  const msg = { op: 'subscribe', topics: ['kpis', 'events'] };
+  const since = lastEventSeq ?? baseSeq;
+  if (since !== null) msg.since = since;
+  return msg;
+}
+
+// ---- wiring -------------------------------------------------------------------
+const hashToken = readHash();
+let token = hashToken;
+if (!token) { try { token = sessionStorage.getItem(TOKEN_KEY); } catch { token = null; } }
+
+addEventListener('hashchange', () => { readHash(); schedule(); });
+document.querySelector('.windows').addEventListener('click', (e) => {
+  const b = e.target.closest('[data-window]');
+  if (b) selectWindow(b.dataset.window);
+});
+document.getElementById('theme').addEventListener('click', toggleTheme);
+setInterval(schedule, 1000); // "12 s ago" and retry countdown
+
+connect({ url: wsUrl(location, token), subscribe: subscribeMessage, onFrame, onState });
+schedule();

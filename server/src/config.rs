@@ -1,0 +1,144 @@
+//! The one configuration: every option is a CLI flag with an environment
+//! variable, documented here (and mirrored in `.env.example`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// ingestwatch — live monitor for PostgreSQL-backed data-ingestion pipelines.
+#[derive(Debug, Parser)]
+#[command(name = "ingestwatch", version, about, long_about = None)]
+pub struct Cli {
+    /// Log output format.
+    #[arg(long, env = "INGESTWATCH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply the SQL migrations in `sql/` (idempotent; applied versions are recorded).
+    Migrate(MigrateArgs),
+    /// Serve the API, WebSocket stream and client against an existing database.
+    Serve(ServeArgs),
+    /// Run the embedded demo: throwaway PostgreSQL (unless DATABASE_URL is set),
+    /// migrations, a simulated pipeline and the server with the live client.
+    Demo(DemoArgs),
+    /// Drive the simulated pipeline against DATABASE_URL.
+    Simulate(SimulateArgs),
+}
+
+/// Options of `migrate`.
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// PostgreSQL URL of a role that may create schemas, tables, triggers and roles.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+}
+
+/// Options of `serve` (also used by `demo`).
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// PostgreSQL URL the server reads from (use the read-only role `ingestwatch_reader`).
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+    /// Server tuning.
+    #[command(flatten)]
+    pub server: ServerOptions,
+}
+
+/// Server tuning shared by `serve` and `demo`.
+#[derive(Debug, Clone, Args)]
+pub struct ServerOptions {
+    /// Address to listen on.
+    #[arg(long, env = "INGESTWATCH_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// KPI delta interval in milliseconds (each subscriber gets at most one KPI delta per interval).
+    #[arg(long, env = "INGESTWATCH_KPI_INTERVAL_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(20..=60_000))]
+    pub kpi_interval_ms: u64,
+    /// Frames a WebSocket client may have queued before it is told to resync.
+    #[arg(long, env = "INGESTWATCH_WS_QUEUE", default_value_t = 256, value_parser = clap::value_parser!(u64).range(4..=65_536))]
+    pub ws_queue: u64,
+    /// Largest client frame (bytes) the server parses; larger ones get an error frame.
+    #[arg(long, env = "INGESTWATCH_WS_MAX_FRAME", default_value_t = 16_384)]
+    pub ws_max_frame: usize,
+    /// Seconds between server pings on idle WebSockets.
+    #[arg(long, env = "INGESTWATCH_WS_PING_SECS", default_value_t = 15)]
+    pub ws_ping_secs: u64,
+    /// Seconds without any frame from a client (pong included) before it is closed.
+    #[arg(long, env = "INGESTWATCH_WS_IDLE_TIMEOUT_SECS", default_value_t = 45)]
+    pub ws_idle_timeout_secs: u64,
+    /// Seconds a single write to a client may block before the client is closed as stuck.
+    #[arg(long, env = "INGESTWATCH_WS_WRITE_TIMEOUT_SECS", default_value_t = 10)]
+    pub ws_write_timeout_secs: u64,
+    /// Recent events kept in memory for resuming subscribers (older ones come from the outbox).
+    #[arg(long, env = "INGESTWATCH_EVENT_RING", default_value_t = 8192)]
+    pub event_ring: usize,
+    /// Connections in the read pool (REST queries, catch-up of resuming subscribers).
+    #[arg(long, env = "INGESTWATCH_POOL_SIZE", default_value_t = 16)]
+    pub pool_size: usize,
+    /// Statement timeout for the server's read queries, in milliseconds.
+    #[arg(long, env = "INGESTWATCH_STATEMENT_TIMEOUT_MS", default_value_t = 15_000)]
+    pub statement_timeout_ms: u64,
+    /// Directory of client files to serve instead of the embedded ones (development).
+    #[arg(long, env = "INGESTWATCH_CLIENT_DIR")]
+    pub client_dir: Option<PathBuf>,
+}
+
+impl ServerOptions {
+    /// KPI tick as a duration.
+    pub fn kpi_interval(&self) -> Duration {
+        Duration::from_millis(self.kpi_interval_ms)
+    }
+}
+
+/// Options of `demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Use this database instead of a throwaway cluster (it is migrated first).
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Simulated pipeline statements per second.
+    #[arg(long, env = "INGESTWATCH_DEMO_RATE", default_value_t = 20.0)]
+    pub rate: f64,
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    pub duration: Option<u64>,
+    /// Server tuning.
+    #[command(flatten)]
+    pub server: ServerOptions,
+}
+
+/// Options of `simulate`.
+#[derive(Debug, Clone, Args)]
+pub struct SimulateArgs {
+    /// PostgreSQL URL of a role that may write to `ingest.*`.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+    /// Statements per second across all sources.
+    #[arg(long, default_value_t = 20.0)]
+    pub rate: f64,
+    /// Seconds to run (default: until Ctrl-C).
+    #[arg(long)]
+    pub duration: Option<u64>,
+    /// Concurrent writer connections.
+    #[arg(long, default_value_t = 4)]
+    pub writers: usize,
+    /// Random seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}

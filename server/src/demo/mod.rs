@@ -1,0 +1,71 @@
+//! The embedded demo: a throwaway PostgreSQL (unless DATABASE_URL is given),
+//! migrations, the simulated pipeline and the server, in one command.
+
+pub mod pgtemp;
+pub mod simulate;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::DemoArgs;
+use crate::{db, server};
+
+/// Runs the demo until `shutdown` (or `--duration`).
+pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let cluster = match &args.database_url {
+        Some(_) => None,
+        None => {
+            println!("starting a throwaway PostgreSQL from the installed binaries…");
+            Some(pgtemp::TempCluster::start().await.context("starting throwaway PostgreSQL")?)
+        }
+    };
+    let url = match (&args.database_url, &cluster) {
+        (Some(u), _) => u.clone(),
+        (None, Some(c)) => c.url_for("postgres"),
+        (None, None) => unreachable!("a cluster was started"),
+    };
+    let mut client = db::connect(&url).await?;
+    db::migrate::run(&mut client).await?;
+    simulate::ensure_sources(&client).await?;
+    drop(client);
+
+    if let Some(secs) = args.duration {
+        let t = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            t.cancel();
+        });
+    }
+    let sim_opts = simulate::SimOptions {
+        rate: args.rate,
+        duration: None,
+        writers: 4,
+        seed: rand::random(),
+    };
+    let sim_url = url.clone();
+    let sim_stop = shutdown.clone();
+    let sim = tokio::spawn(async move { simulate::run(&sim_url, sim_opts, sim_stop.cancelled_owned()).await });
+
+    let listener = tokio::net::TcpListener::bind(args.server.listen)
+        .await
+        .with_context(|| format!("binding {}", args.server.listen))?;
+    let addr = listener.local_addr()?;
+    println!();
+    println!("  ingestwatch demo is live:  http://{addr}/");
+    println!("  KPIs as JSON:              http://{addr}/api/kpis?window=5m");
+    println!("  Ctrl-C stops it and removes the throwaway database.");
+    println!();
+    let served = server::run(listener, &url, args.server, shutdown.clone()).await;
+    shutdown.cancel();
+    match sim.await {
+        Ok(Ok(stats)) => tracing::info!(statements = stats.statements, "simulator stopped"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "simulator failed"),
+        Err(e) => tracing::warn!(error = %e, "simulator task failed"),
+    }
+    if let Some(c) = cluster {
+        c.stop().await?;
+    }
+    served
+}

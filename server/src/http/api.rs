@@ -1,0 +1,29 @@
+//! REST handlers for live figures.
+
+use axum::extract::{Query, State};
+use axum::Json;
+use serde::Deserialize;
+
+use crate::error::AppError;
+use crate::live::snapshot::WindowKpis;
+use crate::live::window::Window;
+use crate::state::AppState;
+
+/// Query of `GET /api/kpis`.
+#[derive(Debug, Deserialize)]
+pub struct KpiQuery {
+    /// `1m`, `5m` (default), `1h` or `24h`.
+    pub window: Option<String>,
+}
+
+/// `GET /api/kpis?window=5m` — the figures of one window, in total and per
+/// source, with the exact `[from, to)` they cover and the seq they include.
+pub async fn kpis(State(st): State<AppState>, Query(q): Query<KpiQuery>) -> Result<Json<WindowKpis>, AppError> {
+    let name = q.window.as_deref().unwrap_or("5m");
+    let window = Window::parse(name)
+        .ok_or_else(|| AppError::invalid("window", format!("unknown window {name:?}; use 1m, 5m, 1h or 24h")))?;
+    if !st.status.warm.load(std::sync::atomic::Ordering::Acquire) {
+        return Err(AppError::Unavailable("live figures are warming up".into()));
+    }
+    Ok(Json(st.live.kpis(window, chrono::Utc::now().timestamp_millis())))
+}

@@ -1,0 +1,75 @@
+//! The browser client, embedded in the binary (rust-embed, also in debug
+//! builds) or served from `--client-dir` during development.
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use rust_embed::RustEmbed;
+
+use crate::state::AppState;
+
+#[derive(RustEmbed)]
+#[folder = "../client/"]
+#[exclude = "node_modules/*"]
+#[exclude = "tests/*"]
+#[exclude = "package*.json"]
+struct Client;
+
+/// Content-Security-Policy for the client: same-origin scripts, styles and sockets only.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+    connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// Routes serving the client.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(index))
+        .route("/wall", get(index))
+        .route("/{*path}", get(file))
+}
+
+async fn index(State(st): State<AppState>) -> Response {
+    serve(&st, "index.html").await
+}
+
+async fn file(State(st): State<AppState>, Path(path): Path<String>) -> Response {
+    if path.starts_with("api/") {
+        return crate::error::AppError::NotFound("no such route".into()).into_response();
+    }
+    serve(&st, &path).await
+}
+
+async fn serve(st: &AppState, path: &str) -> Response {
+    let mime = mime_for(path);
+    let body: Option<Vec<u8>> = match &st.options.client_dir {
+        Some(dir) if !path.contains("..") => tokio::fs::read(dir.join(path)).await.ok(),
+        Some(_) => None,
+        None => Client::get(path).map(|f| f.data.into_owned()),
+    };
+    match body {
+        Some(bytes) => {
+            let mut resp = (StatusCode::OK, bytes).into_response();
+            let h = resp.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+            h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            resp
+        }
+        None => crate::error::AppError::NotFound(format!("no file {path:?}")).into_response(),
+    }
+}
+
+fn mime_for(path: &str) -> &'static str {
+    match path.rsplit('.').next().unwrap_or("") {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        "woff2" => "font/woff2",
+        _ => "application/octet-stream",
+    }
+}

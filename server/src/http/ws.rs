@@ -1,0 +1,372 @@
+//! The WebSocket endpoint `/ws` (protocol in docs/protocol.md).
+//!
+//! One task per connection runs a `select!` loop over the socket, the
+//! subscriber queue, a ping ticker and shutdown. One task (rather than a
+//! reader and a writer task) keeps frame order trivial — catch-up frames read
+//! from the outbox are written before the hub starts queueing live ones — and
+//! keeps an idle connection cheap. Every write has a timeout, so a client that
+//! stops reading is closed instead of holding anything up; the hub never
+//! waits for it either (bounded queue, `try_send`).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use futures_util::SinkExt;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::hub::{Outgoing, Resume, Subscriber, Topic};
+use crate::listen::event::{Event, COLUMNS};
+use crate::state::AppState;
+
+/// Protocol version announced in `hello`.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Frames larger than this are refused by the WebSocket layer itself (close 1009).
+pub const HARD_FRAME_LIMIT: usize = 1 << 20;
+/// Close code: the client could not keep up even after resyncs.
+pub const CLOSE_SLOW: u16 = 4008;
+/// Close code: no frame (not even a pong) from the client within the idle timeout.
+pub const CLOSE_IDLE: u16 = 4002;
+/// Resyncs allowed per minute before a client is closed as too slow.
+const MAX_RESYNCS_PER_MINUTE: usize = 5;
+
+/// `GET /ws` — upgrade.
+pub async fn upgrade(State(st): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    ws.max_message_size(HARD_FRAME_LIMIT)
+        .max_frame_size(HARD_FRAME_LIMIT)
+        .on_upgrade(move |socket| async move {
+            st.metrics.ws_clients.inc();
+            Connection::new(st.clone(), socket).run().await;
+            st.metrics.ws_clients.dec();
+        })
+}
+
+/// Why the loop ended.
+enum End {
+    Gone,
+    Close(u16, &'static str),
+}
+
+struct Connection {
+    st: AppState,
+    socket: WebSocket,
+    sub: Arc<Subscriber>,
+    rx: mpsc::Receiver<Outgoing>,
+    topics: BTreeSet<Topic>,
+    /// Highest event seq written to this client (frames at or below are dropped).
+    last_seq: i64,
+    resyncs: Vec<Instant>,
+    write_timeout: Duration,
+}
+
+fn error_frame(code: &str, message: &str) -> Value {
+    json!({"type": "error", "code": code, "message": message})
+}
+
+impl Connection {
+    fn new(st: AppState, socket: WebSocket) -> Self {
+        let (sub, rx) = st.hub.subscriber(st.options.ws_queue as usize);
+        let write_timeout = Duration::from_secs(st.options.ws_write_timeout_secs.max(1));
+        Connection {
+            st,
+            socket,
+            sub,
+            rx,
+            topics: BTreeSet::new(),
+            last_seq: 0,
+            resyncs: Vec::new(),
+            write_timeout,
+        }
+    }
+
+    async fn run(mut self) {
+        let end = self.serve().await;
+        self.st.hub.remove(self.sub.id);
+        if let End::Close(code, reason) = end {
+            let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.send(Message::Close(Some(frame)))).await;
+        }
+    }
+
+    async fn serve(&mut self) -> End {
+        let hello = json!({
+            "type": "hello",
+            "protocol": PROTOCOL_VERSION,
+            "server": concat!("ingestwatch/", env!("CARGO_PKG_VERSION")),
+            "seq": self.st.live.seq(),
+            "topics": ["kpis", "events"],
+        });
+        if self.send_json(&hello).await.is_err() {
+            return End::Gone;
+        }
+        let opts = self.st.options.clone();
+        let mut ping = tokio::time::interval(Duration::from_secs(opts.ws_ping_secs.max(1)));
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.tick().await;
+        let idle = Duration::from_secs(opts.ws_idle_timeout_secs.max(2));
+        let mut last_heard = Instant::now();
+        let shutdown = self.st.shutdown.clone();
+        loop {
+            tokio::select! {
+                msg = self.socket.recv() => {
+                    let Some(Ok(msg)) = msg else { return End::Gone };
+                    last_heard = Instant::now();
+                    match msg {
+                        Message::Text(text) => {
+                            if let Err(end) = self.on_text(text.as_str()).await {
+                                return end;
+                            }
+                        }
+                        Message::Binary(_) => {
+                            self.st.metrics.ws_bad_frames.inc();
+                            if self.send_json(&error_frame("binary_not_supported", "frames must be JSON text")).await.is_err() {
+                                return End::Gone;
+                            }
+                        }
+                        Message::Close(_) => return End::Gone,
+                        Message::Ping(_) | Message::Pong(_) => {}
+                    }
+                }
+                item = self.rx.recv() => {
+                    let Some(item) = item else { return End::Gone };
+                    if self.write_item(item).await.is_err() {
+                        self.st.metrics.ws_closed_slow.inc();
+                        return End::Gone;
+                    }
+                    if self.sub.overflowed() && self.rx.is_empty() {
+                        if let Err(end) = self.resync().await {
+                            return end;
+                        }
+                    }
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > idle {
+                        return End::Close(CLOSE_IDLE, "idle timeout");
+                    }
+                    if self.write(Message::Ping(Default::default())).await.is_err() {
+                        return End::Gone;
+                    }
+                }
+                () = shutdown.cancelled() => return End::Close(1001, "server shutting down"),
+            }
+        }
+    }
+
+    async fn write(&mut self, msg: Message) -> Result<(), ()> {
+        match tokio::time::timeout(self.write_timeout, self.socket.send(msg)).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(()),
+        }
+    }
+
+    async fn send_json(&mut self, v: &Value) -> Result<(), ()> {
+        self.write(Message::Text(Utf8Bytes::from(v.to_string()))).await
+    }
+
+    async fn write_item(&mut self, item: Outgoing) -> Result<(), ()> {
+        match item {
+            Outgoing::Kpis(frame) => {
+                if self.topics.contains(&Topic::Kpis) {
+                    self.write(Message::Text(frame)).await?;
+                }
+            }
+            Outgoing::Events(batch) => {
+                if !self.topics.contains(&Topic::Events) {
+                    return Ok(());
+                }
+                let fresh: Vec<&(i64, Utf8Bytes)> = batch.iter().filter(|(s, _)| *s > self.last_seq).collect();
+                if fresh.is_empty() {
+                    return Ok(());
+                }
+                let deadline = self.write_timeout;
+                let sock = &mut self.socket;
+                let mut last = self.last_seq;
+                let res = tokio::time::timeout(deadline, async {
+                    for (seq, frame) in fresh {
+                        sock.feed(Message::Text(frame.clone())).await?;
+                        last = *seq;
+                    }
+                    sock.flush().await
+                })
+                .await;
+                self.last_seq = last;
+                if !matches!(res, Ok(Ok(()))) {
+                    return Err(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles one client frame; errors answer with an error frame and change nothing.
+    async fn on_text(&mut self, text: &str) -> Result<(), End> {
+        if text.len() > self.st.options.ws_max_frame {
+            let msg = format!("frame of {} bytes exceeds the limit of {}", text.len(), self.st.options.ws_max_frame);
+            return self.refuse("frame_too_large", &msg).await;
+        }
+        let v: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => return self.refuse("invalid_json", &format!("malformed JSON: {e}")).await,
+        };
+        let Some(op) = v.get("op").and_then(Value::as_str) else {
+            return self.refuse("invalid_frame", "a frame needs a string field `op`").await;
+        };
+        match op {
+            "ping" => {
+                let pong = json!({"type": "pong", "id": v.get("id").cloned().unwrap_or(Value::Null), "seq": self.st.live.seq()});
+                self.send_json(&pong).await.map_err(|()| End::Gone)
+            }
+            "subscribe" | "unsubscribe" => {
+                let topics = match parse_topics(&v) {
+                    Ok(t) => t,
+                    Err((code, msg)) => return self.refuse(code, &msg).await,
+                };
+                let since = match v.get("since") {
+                    None | Some(Value::Null) => None,
+                    Some(s) => match s.as_i64() {
+                        Some(n) if n >= 0 && op == "subscribe" => Some(n),
+                        _ => return self.refuse("invalid_since", "`since` must be a non-negative integer seq (subscribe only)").await,
+                    },
+                };
+                if op == "subscribe" {
+                    self.subscribe(&topics, since).await
+                } else {
+                    for t in &topics {
+                        self.topics.remove(t);
+                        self.st.hub.unsubscribe(self.sub.id, *t);
+                    }
+                    self.ack("unsubscribed", &topics).await
+                }
+            }
+            other => {
+                let msg = format!("unknown op {other:?}; use subscribe, unsubscribe or ping");
+                self.refuse("unknown_op", &msg).await
+            }
+        }
+    }
+
+    async fn refuse(&mut self, code: &str, message: &str) -> Result<(), End> {
+        self.st.metrics.ws_bad_frames.inc();
+        tracing::debug!(client = self.sub.id, code, "client frame refused");
+        self.send_json(&error_frame(code, message)).await.map_err(|()| End::Gone)
+    }
+
+    async fn ack(&mut self, kind: &str, topics: &[Topic]) -> Result<(), End> {
+        let names: Vec<&str> = topics.iter().map(|t| t.name()).collect();
+        let current: Vec<&str> = self.topics.iter().map(|t| t.name()).collect();
+        let frame = json!({"type": kind, "topics": names, "active": current, "seq": self.st.live.seq()});
+        self.send_json(&frame).await.map_err(|()| End::Gone)
+    }
+
+    async fn subscribe(&mut self, topics: &[Topic], since: Option<i64>) -> Result<(), End> {
+        for t in topics {
+            self.topics.insert(*t);
+        }
+        self.ack("subscribed", topics).await?;
+        for t in topics {
+            match t {
+                Topic::Kpis => self.st.hub.subscribe_kpis(&self.sub),
+                Topic::Events => {
+                    self.st.hub.unsubscribe(self.sub.id, Topic::Events);
+                    let from = since.unwrap_or_else(|| self.st.hub.last_seq());
+                    self.resume_events(from).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the events after `since` (outbox first if the ring lost them),
+    /// then registers for live ones.
+    async fn resume_events(&mut self, since: i64) -> Result<(), End> {
+        self.last_seq = since;
+        loop {
+            let upto = match self.st.hub.resume_events(&self.sub, self.last_seq) {
+                Resume::Registered => return Ok(()),
+                Resume::NeedOutbox { upto } => upto,
+            };
+            let pool = self.st.pool.clone();
+            let events = match read_outbox(&pool, self.last_seq, upto).await {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!(error = %e, "catch-up read for a subscriber failed");
+                    self.topics.remove(&Topic::Events);
+                    return self.refuse("unavailable", "could not read past events; subscribe again shortly").await;
+                }
+            };
+            let names = self.st.live.source_names();
+            let frames: Arc<[(i64, Utf8Bytes)]> =
+                events.iter().map(|e| (e.seq, Utf8Bytes::from(e.frame(&names)))).collect();
+            let last = events.last().map_or(upto, |e| e.seq);
+            self.write_item(Outgoing::Events(frames)).await.map_err(|()| End::Gone)?;
+            self.last_seq = self.last_seq.max(last);
+            if events.len() < 1_000 {
+                self.last_seq = self.last_seq.max(upto);
+            }
+        }
+    }
+
+}
+
+/// Reads delivered events in `(after, upto]` from the outbox, at most 1,000.
+async fn read_outbox(pool: &deadpool_postgres::Pool, after: i64, upto: i64) -> anyhow::Result<Vec<Event>> {
+    {
+        let client = pool.get().await?;
+        let sql = format!("select {COLUMNS} from monitor.events where seq > $1 and seq <= $2 order by seq limit 1000");
+        let rows = client.query(&sql, &[&after, &upto]).await?;
+        rows.iter().map(|r| Event::from_row(r, 0).map_err(Into::into)).collect()
+    }
+}
+
+impl Connection {
+
+    /// The queue overflowed and is now drained: say so, then resubscribe from
+    /// where the client is (a fresh KPI snapshot; events after the last written).
+    async fn resync(&mut self) -> Result<(), End> {
+        let now = Instant::now();
+        self.resyncs.retain(|t| now.duration_since(*t) < Duration::from_secs(60));
+        self.resyncs.push(now);
+        if self.resyncs.len() > MAX_RESYNCS_PER_MINUTE {
+            self.st.metrics.ws_closed_slow.inc();
+            return Err(End::Close(CLOSE_SLOW, "too slow: queue overflowed repeatedly"));
+        }
+        self.sub.clear_overflow();
+        let topics: Vec<Topic> = self.topics.iter().copied().collect();
+        let names: Vec<&str> = topics.iter().map(|t| t.name()).collect();
+        let frame = json!({"type": "resync", "reason": "slow_consumer", "topics": names, "since": self.last_seq});
+        self.send_json(&frame).await.map_err(|()| End::Gone)?;
+        for t in topics {
+            match t {
+                Topic::Kpis => self.st.hub.subscribe_kpis(&self.sub),
+                Topic::Events => self.resume_events(self.last_seq).await?,
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_topics(v: &Value) -> Result<Vec<Topic>, (&'static str, String)> {
+    let Some(list) = v.get("topics").and_then(Value::as_array) else {
+        return Err(("invalid_frame", "`topics` must be an array of topic names".into()));
+    };
+    if list.is_empty() || list.len() > 16 {
+        return Err(("invalid_frame", "`topics` must name 1 to 16 topics".into()));
+    }
+    let mut out = Vec::new();
+    for t in list {
+        let name = t.as_str().unwrap_or("");
+        match Topic::parse(name) {
+            Some(topic) if !out.contains(&topic) => out.push(topic),
+            Some(_) => {}
+            None => {
+                let shown: String = t.to_string().chars().take(64).collect();
+                return Err(("unknown_topic", format!("unknown topic {shown}; available: kpis, events")));
+            }
+        }
+    }
+    Ok(out)
+}

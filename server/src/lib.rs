@@ -1,0 +1,27 @@
+//! ingestwatch: a live monitor for PostgreSQL-backed data-ingestion pipelines.
+//!
+//! The layout follows the data flow:
+//!
+//! - [`config`] — the one `Config` (CLI flags and environment).
+//! - [`db`] — connection pool, migrations runner, start-up (warm) queries.
+//! - [`listen`] — the dedicated LISTEN connection, outbox catch-up and the
+//!   watermark that turns a lossy, out-of-order doorbell into an exactly-once,
+//!   seq-ordered event stream.
+//! - [`live`] — rolling KPI windows held in memory, and the KPI snapshot.
+//! - [`hub`] — topics, subscribers and the fan-out policy (bounded queues).
+//! - [`http`] — the axum router: REST, WebSocket, health, metrics, client.
+//! - [`demo`] — throwaway PostgreSQL and the simulated pipeline.
+//! - [`server`] — wiring: `run(listener, config, shutdown)`.
+
+pub mod config;
+pub mod db;
+pub mod demo;
+pub mod error;
+pub mod http;
+pub mod hub;
+pub mod listen;
+pub mod live;
+pub mod metrics;
+pub mod server;
+pub mod state;
+pub mod telemetry;

@@ -1,0 +1,242 @@
+//! The listener: one dedicated connection that LISTENs on the outbox channel
+//! (NOTIFY is only a doorbell), reads `monitor.events` after the watermark at
+//! start, after every doorbell and after every reconnect, and feeds the
+//! [`sequencer::Sequencer`]. Events are applied to the live aggregates at first
+//! sight and delivered to the hub in seq order.
+//!
+//! Pooled connections drop notifications, so this connection is opened with
+//! `tokio_postgres::connect` and its `Connection` is polled for
+//! `AsyncMessage::Notification` by a driver task. When PostgreSQL goes away
+//! the loop reconnects with jittered backoff and simply reads on: the outbox
+//! holds everything it missed.
+
+pub mod event;
+pub mod sequencer;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures_util::StreamExt;
+use rand::Rng;
+use tokio::sync::{oneshot, Notify};
+use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_util::sync::CancellationToken;
+
+use crate::db;
+use crate::hub::Hub;
+use crate::live::Live;
+use crate::metrics::Metrics;
+use crate::state::Status;
+use event::{Event, COLUMNS};
+use sequencer::Sequencer;
+
+/// The NOTIFY channel (see `monitor.channel()` in sql/).
+pub const CHANNEL: &str = "ingestwatch_events";
+/// `application_name` of the listener connection (tests find its backend by it).
+pub const APPLICATION_NAME: &str = "ingestwatch-listener";
+/// Events read per query.
+const READ_LIMIT: i64 = 2_000;
+/// Seen-but-undelivered events kept before reading pauses (memory bound).
+const BUFFER_CAP: usize = 100_000;
+/// Poll interval while holes are open (rollbacks ring no doorbell).
+const HOLE_POLL: Duration = Duration::from_millis(5);
+/// Safety poll when idle.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// What the listener task needs.
+#[derive(Clone)]
+pub struct Listener {
+    /// Database URL (read-only role is enough).
+    pub url: String,
+    /// Live aggregates to apply to.
+    pub live: Arc<Live>,
+    /// Hub to deliver to.
+    pub hub: Arc<Hub>,
+    /// Status flags for readiness.
+    pub status: Arc<Status>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+struct Conn {
+    client: tokio_postgres::Client,
+    doorbell: Arc<Notify>,
+    closed: oneshot::Receiver<()>,
+}
+
+const READ_SQL: &str = "select s.xmin, e.* from
+    (select pg_snapshot_xmin(pg_current_snapshot())::text::bigint as xmin) s
+    left join lateral (
+        (select COLS from monitor.events where seq > $1 order by seq limit $2)
+        union all
+        (select COLS from monitor.events where seq = any($3))
+    ) e on true";
+
+impl Listener {
+    /// Runs until `shutdown`; reconnects forever.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut seq: Option<Sequencer> = None;
+        let mut attempt: u32 = 0;
+        loop {
+            let result = tokio::select! {
+                r = self.session(&mut seq, &shutdown) => r,
+                () = shutdown.cancelled() => return,
+            };
+            self.status.connected.store(false, Ordering::Release);
+            self.metrics.listener_connected.set(0);
+            if shutdown.is_cancelled() {
+                return;
+            }
+            match result {
+                Ok(()) => attempt = 0,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), attempt, "listener connection lost; reconnecting");
+                }
+            }
+            attempt = attempt.saturating_add(1);
+            let base = 50u64.saturating_mul(1 << attempt.min(7)).min(5_000);
+            let jitter = rand::rng().random_range(0..=base / 2);
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(base / 2 + jitter)) => {}
+                () = shutdown.cancelled() => return,
+            }
+            self.metrics.listener_reconnects.inc();
+        }
+    }
+
+    async fn connect(&self) -> anyhow::Result<Conn> {
+        let mut cfg = db::parse_url(&self.url)?;
+        cfg.application_name(APPLICATION_NAME);
+        cfg.connect_timeout(Duration::from_secs(5));
+        cfg.keepalives_idle(Duration::from_secs(10));
+        let (client, mut connection) = cfg.connect(NoTls).await.context("connecting the listener")?;
+        let doorbell = Arc::new(Notify::new());
+        let (closed_tx, closed) = oneshot::channel();
+        let bell = doorbell.clone();
+        let metrics = self.metrics.clone();
+        tokio::spawn(async move {
+            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(msg) = messages.next().await {
+                match msg {
+                    Ok(AsyncMessage::Notification(_)) => {
+                        metrics.notifications.inc();
+                        bell.notify_one();
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "listener connection error");
+                        break;
+                    }
+                }
+            }
+            let _ = closed_tx.send(());
+        });
+        client
+            .batch_execute(&format!("listen {CHANNEL}"))
+            .await
+            .context("LISTEN")?;
+        Ok(Conn { client, doorbell, closed })
+    }
+
+    /// One connection's life: connect, LISTEN, warm up once, then read on
+    /// every doorbell until the connection drops.
+    async fn session(&self, seq: &mut Option<Sequencer>, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let mut conn = self.connect().await?;
+        self.status.connected.store(true, Ordering::Release);
+        self.metrics.listener_connected.set(1);
+        if seq.is_none() {
+            *seq = Some(self.warm_up(&mut conn.client).await?);
+        }
+        let Some(seq) = seq.as_mut() else { return Ok(()) };
+        let read = conn.client.prepare(&READ_SQL.replace("COLS", COLUMNS)).await?;
+        let mut catching_up = true;
+        loop {
+            let full = self.step(&conn.client, &read, seq, catching_up).await?;
+            if full {
+                continue;
+            }
+            catching_up = false;
+            let wait = if seq.open_holes() > 0 { HOLE_POLL } else { IDLE_POLL };
+            tokio::select! {
+                () = conn.doorbell.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+                _ = &mut conn.closed => anyhow::bail!("listener connection closed"),
+                () = shutdown.cancelled() => return Ok(()),
+            }
+        }
+    }
+
+    async fn warm_up(&self, client: &mut tokio_postgres::Client) -> anyhow::Result<Sequencer> {
+        let started = std::time::Instant::now();
+        let d0 = db::warm::settle(client).await.context("warm-up: settling")?;
+        let now_sec = chrono::Utc::now().timestamp();
+        let warm = db::warm::load(client, d0, now_sec).await.context("warm-up: loading")?;
+        let rows = warm.contributions.len();
+        self.live.reset(warm.sources, &warm.contributions, d0, now_sec);
+        self.hub.start_at(d0);
+        self.status.warm.store(true, Ordering::Release);
+        tracing::info!(
+            d0,
+            counted_above = warm.counted.len(),
+            contributions = rows,
+            took_ms = started.elapsed().as_millis() as u64,
+            "live aggregates warm"
+        );
+        Ok(Sequencer::new(d0, warm.counted, BUFFER_CAP))
+    }
+
+    /// One read: feed, apply, mark, deliver. Returns true when the read was
+    /// full (more to read right away).
+    async fn step(
+        &self,
+        client: &tokio_postgres::Client,
+        read: &tokio_postgres::Statement,
+        seq: &mut Sequencer,
+        catching_up: bool,
+    ) -> anyhow::Result<bool> {
+        let plan = seq.plan();
+        let after = plan.after.unwrap_or(i64::MAX);
+        let rows = client.query(read, &[&after, &READ_LIMIT, &plan.holes]).await?;
+        let xmin: i64 = rows.first().map_or(0, |r| r.get(0));
+        let mut events = Vec::with_capacity(rows.len());
+        for r in &rows {
+            if r.try_get::<_, Option<i64>>(1)?.is_some() {
+                events.push(Event::from_row(r, 1)?);
+            }
+        }
+        let new_rows = events.iter().filter(|e| e.seq > after).count();
+        if catching_up {
+            self.metrics.catchup_events.inc_by(events.len() as u64);
+        }
+        let fed = seq.feed(&plan, events, xmin);
+        if fed.needs_marker {
+            let marker: i64 = client
+                .query_one("select pg_current_xact_id()::text::bigint", &[])
+                .await?
+                .get(0);
+            seq.set_marker(marker);
+        }
+        if !fed.apply.is_empty() {
+            let now_sec = chrono::Utc::now().timestamp();
+            for e in &fed.apply {
+                self.live.apply(&e.contributions(), now_sec);
+            }
+            self.metrics.events_applied.inc_by(fed.apply.len() as u64);
+            if fed.apply.iter().any(Event::touches_sources) {
+                self.live.set_sources(db::warm::sources(client).await?);
+            }
+        }
+        let ready = seq.drain();
+        self.live.set_seq(seq.watermark());
+        if !ready.is_empty() {
+            self.hub.publish_events(&ready, &self.live.source_names());
+            self.metrics.events_delivered.inc_by(ready.len() as u64);
+        }
+        self.metrics.watermark.set(seq.watermark());
+        self.metrics.open_holes.set(seq.open_holes() as i64);
+        self.metrics.buffered_events.set(seq.buffered() as i64);
+        Ok(new_rows as i64 >= READ_LIMIT)
+    }
+}

@@ -1,0 +1,139 @@
+//! A small sparse log-linear histogram for processing lag (milliseconds) that,
+//! unlike HDR histograms, supports removal (an UPDATE of a processed record
+//! subtracts its old lag) and stays tiny when sparse (one per bucket per source).
+//!
+//! Values below 1,024 ms are exact; above, each power of two is split into 64
+//! bins, so a reported percentile is within 0.8 % of the true sample.
+
+/// Bin index of a value in ms.
+pub fn bin(v: u64) -> u32 {
+    if v < EXACT {
+        return v as u32;
+    }
+    let e = 63 - v.leading_zeros(); // >= 10
+    let shift = e - 6;
+    let m = (v >> shift) as u32; // in [64, 128)
+    EXACT as u32 + (e - 10) * 64 + (m - 64)
+}
+
+/// Values below this are binned exactly.
+const EXACT: u64 = 1_024;
+
+/// Representative value (midpoint) of a bin.
+pub fn value(idx: u32) -> f64 {
+    if u64::from(idx) < EXACT {
+        return f64::from(idx);
+    }
+    let i = idx - EXACT as u32;
+    let e = i / 64 + 10;
+    let m = u64::from(i % 64 + 64);
+    let shift = e - 6;
+    let low = m << shift;
+    let high = ((m + 1) << shift) - 1;
+    (low + high) as f64 / 2.0
+}
+
+/// Sparse counts by bin, sorted by bin.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LagHistogram {
+    bins: Vec<(u32, i64)>,
+}
+
+impl LagHistogram {
+    /// Adds `n` samples (negative `n` removes) of value `v` ms.
+    pub fn add(&mut self, v: u64, n: i64) {
+        self.add_bin(bin(v), n);
+    }
+
+    fn add_bin(&mut self, b: u32, n: i64) {
+        match self.bins.binary_search_by_key(&b, |&(k, _)| k) {
+            Ok(i) => {
+                self.bins[i].1 += n;
+                if self.bins[i].1 == 0 {
+                    self.bins.remove(i);
+                }
+            }
+            Err(i) if n != 0 => self.bins.insert(i, (b, n)),
+            Err(_) => {}
+        }
+    }
+
+    /// Adds every sample of `other`.
+    pub fn merge(&mut self, other: &LagHistogram) {
+        if self.bins.is_empty() {
+            self.bins.clone_from(&other.bins);
+            return;
+        }
+        for &(b, n) in &other.bins {
+            self.add_bin(b, n);
+        }
+    }
+
+    /// Number of samples.
+    pub fn count(&self) -> i64 {
+        self.bins.iter().map(|&(_, n)| n).sum()
+    }
+
+    /// True when there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.bins.is_empty()
+    }
+
+    /// Nearest-rank percentile (`q` in 0..=1), i.e. PostgreSQL's
+    /// `percentile_disc(q)`, as the bin's representative value.
+    pub fn percentile(&self, q: f64) -> Option<f64> {
+        let total = self.count();
+        if total <= 0 {
+            return None;
+        }
+        let rank = ((q * total as f64).ceil() as i64).clamp(1, total);
+        let mut seen = 0;
+        for &(b, n) in &self.bins {
+            seen += n;
+            if seen >= rank {
+                return Some(value(b));
+            }
+        }
+        self.bins.last().map(|&(b, _)| value(b))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_values_are_exact_and_bins_are_monotonic() {
+        for v in 0..EXACT {
+            assert_eq!(value(bin(v)), v as f64);
+        }
+        let mut last = 0;
+        for v in (0..5_000_000u64).step_by(997) {
+            let b = bin(v);
+            assert!(b >= last);
+            last = b;
+            let rel = (value(b) - v as f64).abs() / (v.max(1) as f64);
+            assert!(rel <= 0.008, "v={v} rel={rel}");
+        }
+    }
+
+    #[test]
+    fn percentile_is_nearest_rank_and_removal_undoes_add() {
+        let mut h = LagHistogram::default();
+        for v in 1..=100 {
+            h.add(v, 1);
+        }
+        assert_eq!(h.percentile(0.5), Some(50.0));
+        assert_eq!(h.percentile(0.95), Some(95.0));
+        assert_eq!(h.percentile(0.99), Some(99.0));
+        assert_eq!(h.percentile(1.0), Some(100.0));
+        let before = h.clone();
+        h.add(5000, 3);
+        h.add(5000, -3);
+        assert_eq!(h, before);
+        let mut empty = LagHistogram::default();
+        assert_eq!(empty.percentile(0.5), None);
+        empty.merge(&h);
+        assert_eq!(empty.count(), 100);
+    }
+}

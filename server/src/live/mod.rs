@@ -1,0 +1,171 @@
+//! Rolling KPI aggregates held in memory: per source and in total, over the
+//! 1m / 5m / 1h / 24h windows. One writer (the listener task) applies events;
+//! REST handlers and the KPI ticker read snapshots. The state sits behind one
+//! `RwLock` so a snapshot is consistent with the `seq` it reports; the lock is
+//! never held across an `.await`.
+
+pub mod contribution;
+pub mod histogram;
+pub mod series;
+pub mod snapshot;
+pub mod window;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::RwLock;
+
+use contribution::Contribution;
+use series::{Series, Slot};
+use snapshot::{rfc3339, Figures, WindowKpis};
+use window::Window;
+
+/// A source as known from `ingest.sources`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceInfo {
+    /// `ingest.sources.id`.
+    pub id: i64,
+    /// Unique name.
+    pub name: String,
+    /// Kind (api, file, …).
+    pub kind: Option<String>,
+    /// Expected interval between records, in seconds.
+    pub expected_interval_secs: Option<f64>,
+}
+
+/// Everything the live aggregates hold.
+#[derive(Debug, Default)]
+pub struct LiveState {
+    sources: BTreeMap<i64, SourceInfo>,
+    series: HashMap<i64, Series>,
+    /// Delivered watermark: every event with seq <= this is applied.
+    seq: i64,
+    /// Events applied to the aggregates since start (warm-up excluded).
+    applied: u64,
+}
+
+/// Shared handle to the live aggregates.
+#[derive(Debug, Default)]
+pub struct Live {
+    state: RwLock<LiveState>,
+}
+
+impl Live {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, LiveState> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, LiveState> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Replaces everything with a warmed-up state.
+    pub fn reset(&self, sources: Vec<SourceInfo>, contributions: &[Contribution], seq: i64, now_sec: i64) {
+        let mut st = LiveState {
+            sources: sources.into_iter().map(|s| (s.id, s)).collect(),
+            seq,
+            ..LiveState::default()
+        };
+        for c in contributions {
+            st.series.entry(c.source_id).or_default().apply(c, now_sec);
+        }
+        *self.write() = st;
+    }
+
+    /// Replaces the known sources (after a change to `ingest.sources`).
+    pub fn set_sources(&self, sources: Vec<SourceInfo>) {
+        self.write().sources = sources.into_iter().map(|s| (s.id, s)).collect();
+    }
+
+    /// Applies the contributions of one event (first sight, any seq order).
+    pub fn apply(&self, contributions: &[Contribution], now_sec: i64) {
+        let mut st = self.write();
+        for c in contributions {
+            st.series.entry(c.source_id).or_default().apply(c, now_sec);
+        }
+        st.applied += 1;
+    }
+
+    /// Advances the delivered watermark.
+    pub fn set_seq(&self, seq: i64) {
+        let mut st = self.write();
+        st.seq = st.seq.max(seq);
+    }
+
+    /// The delivered watermark.
+    pub fn seq(&self) -> i64 {
+        self.read().seq
+    }
+
+    /// Events applied since start.
+    pub fn applied(&self) -> u64 {
+        self.read().applied
+    }
+
+    /// Drops buckets older than any window needs.
+    pub fn prune(&self, now_sec: i64) {
+        let mut st = self.write();
+        for s in st.series.values_mut() {
+            s.prune(now_sec);
+        }
+    }
+
+    /// Known sources by id.
+    pub fn sources(&self) -> Vec<SourceInfo> {
+        self.read().sources.values().cloned().collect()
+    }
+
+    /// Name of a source id (falls back to `#<id>` for one not loaded yet).
+    pub fn source_name(&self, id: i64) -> String {
+        self.read().sources.get(&id).map_or_else(|| format!("#{id}"), |s| s.name.clone())
+    }
+
+    /// Names by id, for serializing many events at once.
+    pub fn source_names(&self) -> HashMap<i64, String> {
+        self.read().sources.values().map(|s| (s.id, s.name.clone())).collect()
+    }
+
+    /// The figures of `window` at `now_ms`, in total and per source.
+    pub fn kpis(&self, window: Window, now_ms: i64) -> WindowKpis {
+        let st = self.read();
+        let (from, to) = window.bounds(now_ms);
+        let mut total_slot = Slot::default();
+        let (mut backlog, mut running, mut last) = (0, 0, None::<i64>);
+        let mut sources = BTreeMap::new();
+        let empty = Series::default();
+        let mut ids: Vec<i64> = st.sources.keys().copied().collect();
+        ids.extend(st.series.keys().filter(|id| !st.sources.contains_key(id)));
+        for id in ids {
+            let series = st.series.get(&id).unwrap_or(&empty);
+            let slot = series.sum(window, from, to);
+            total_slot.merge(&slot);
+            backlog += series.backlog;
+            running += series.runs_running;
+            last = match (last, series.last_received_ms) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            let name = st.sources.get(&id).map_or_else(|| format!("#{id}"), |s| s.name.clone());
+            sources.insert(
+                name,
+                Figures::from_slot(&slot, series.backlog, series.runs_running, series.last_received_ms),
+            );
+        }
+        WindowKpis {
+            window: window.name(),
+            from: rfc3339(from),
+            to: rfc3339(to),
+            seq: st.seq,
+            total: Figures::from_slot(&total_slot, backlog, running, last),
+            sources,
+        }
+    }
+
+    /// All windows at once (the WebSocket `kpis` payload).
+    pub fn all_kpis(&self, now_ms: i64) -> BTreeMap<&'static str, WindowKpis> {
+        Window::ALL.into_iter().map(|w| (w.name(), self.kpis(w, now_ms))).collect()
+    }
+
+    /// Buckets held across sources.
+    pub fn buckets(&self) -> usize {
+        self.read().series.values().map(Series::buckets).sum()
+    }
+}
