@@ -55,6 +55,10 @@ export function fmtClock(t) {
   return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
+const dayFmt = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric' });
+/** Browser-local short date, e.g. "May 1". */
+export const fmtDay = (t) => (isNum(t) ? dayFmt.format(t) : DASH);
+
 /** "2024-05-01 12:34:56 UTC". */
 export function fmtUtc(t) {
   if (!isNum(t)) return '';

@@ -91,14 +91,15 @@ function onFrame(msg) {
       if (baseSeq === null && Number.isSafeInteger(msg.seq)) baseSeq = msg.seq;
       break;
     case 'snapshot':
-      if (msg.topic === 'kpis' && msg.data && typeof msg.data === 'object') {
-        state.kpis = msg.data;
+      // data may be null while the server has not computed its first tick yet
+      if (msg.topic === 'kpis') {
+        state.kpis = msg.data && typeof msg.data === 'object' ? msg.data : null;
         state.live = state.conn === 'open';
       }
       break;
     case 'delta':
       if (msg.topic !== 'kpis') break;
-      if (!state.kpis) { console.warn('ingestwatch: delta before snapshot ignored'); break; }
+      if (!state.live) { console.warn('ingestwatch: delta before snapshot ignored'); break; }
       state.kpis = applyMergePatch(state.kpis, msg.data);
       break;
     case 'event':

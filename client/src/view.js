@@ -3,7 +3,7 @@
 // skeleton of index.html up to date with `state` (idempotent, touches only
 // what changed).
 
-import { DASH, isNum, fmtCount, fmtFull, fmtPercent, fmtDuration, fmtAgo, fmtClock, fmtUtc, parseTime } from './format.js';
+import { DASH, isNum, fmtCount, fmtFull, fmtPercent, fmtDuration, fmtAgo, fmtClock, fmtDay, fmtUtc, parseTime } from './format.js';
 
 export const KPI_KEYS = [
   'received', 'normalized', 'rejected', 'success_rate', 'errors', 'warnings',
@@ -165,7 +165,8 @@ export function createView(doc = document) {
     const k = state.kpis?.[state.window] ?? null;
     const from = parseTime(k?.from);
     const to = parseTime(k?.to);
-    setText(rangeEl, from != null && to != null ? `window ${fmtClock(from)} – ${fmtClock(to)}` : '');
+    const day = (t) => (new Date(t).toDateString() === new Date(to).toDateString() ? '' : `${fmtDay(t)} `);
+    setText(rangeEl, from != null && to != null ? `window ${day(from)}${fmtClock(from)} – ${fmtClock(to)}` : '');
     setAttr(rangeEl, 'title', from != null && to != null ? `${fmtUtc(from)} – ${fmtUtc(to)}` : null);
 
     // KPI tiles

@@ -1,0 +1,456 @@
+//! The one test harness: a PostgreSQL to talk to (DATABASE_URL, else
+//! 127.0.0.1:5432, else a throwaway cluster from the installed binaries), a
+//! fresh database per test (NOTIFY is database-wide), the real server on a
+//! real port, pipeline-row builders, SQL truth for KPIs, and a WS client.
+#![allow(dead_code, missing_docs)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use ingestwatch::config::ServerOptions;
+use ingestwatch::demo::pgtemp::TempCluster;
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+static ADMIN: OnceLock<String> = OnceLock::new();
+static CLUSTER: OnceLock<TempCluster> = OnceLock::new();
+
+/// Waits for `cond` (polled every 20 ms) for at most `limit`; panics with `what`.
+pub async fn wait_for<F, Fut>(what: &str, limit: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !cond().await {
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A URL of a role that may create databases.
+pub fn admin_url() -> String {
+    ADMIN
+        .get_or_init(|| {
+            if let Ok(u) = std::env::var("DATABASE_URL") {
+                return u;
+            }
+            let local = "postgres://postgres@127.0.0.1:5432/postgres".to_string();
+            let reachable = std::thread::spawn({
+                let local = local.clone();
+                move || {
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+                    rt.block_on(async { ingestwatch::db::connect(&local).await.ok().map(|_| ()) })
+                }
+            })
+            .join()
+            .ok()
+            .flatten()
+            .is_some();
+            if reachable {
+                return local;
+            }
+            let cluster = std::thread::spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                rt.block_on(TempCluster::start()).expect("starting a throwaway PostgreSQL")
+            })
+            .join()
+            .expect("cluster thread");
+            let url = cluster.admin_url();
+            let _ = CLUSTER.set(cluster);
+            url
+        })
+        .clone()
+}
+
+fn with_db(url: &str, db: &str, user: Option<&str>) -> String {
+    let mut cfg: tokio_postgres::Config = url.parse().expect("admin url");
+    cfg.dbname(db);
+    if let Some(u) = user {
+        cfg.user(u);
+        cfg.password("");
+    }
+    let host = match cfg.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "127.0.0.1".into(),
+    };
+    let port = cfg.get_ports().first().copied().unwrap_or(5432);
+    let user = cfg.get_user().unwrap_or("postgres").to_string();
+    let pw = cfg
+        .get_password()
+        .filter(|p| !p.is_empty())
+        .map(|p| format!(":{}", String::from_utf8_lossy(p)))
+        .unwrap_or_default();
+    format!("postgres://{user}{pw}@{host}:{port}/{db}")
+}
+
+/// One test's own database, migrated. Dropped (forcefully) at the end.
+pub struct TestDb {
+    pub name: String,
+    /// Owner URL: the "pipeline" writes with it.
+    pub url: String,
+    /// Read-only role URL: the server connects with it.
+    pub reader_url: String,
+    pub client: tokio_postgres::Client,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        let admin = admin_url();
+        let name = format!("iw_test_{}_{}", std::process::id(), rand::random::<u32>());
+        let c = ingestwatch::db::connect(&admin).await.expect("admin connection");
+        c.batch_execute(&format!("create database {name}")).await.expect("create database");
+        let url = with_db(&admin, &name, None);
+        let mut client = ingestwatch::db::connect(&url).await.expect("test db connection");
+        ingestwatch::db::migrate::run(&mut client).await.expect("migrations");
+        let reader = with_db(&admin, &name, Some("ingestwatch_reader"));
+        let reader_url = match ingestwatch::db::connect(&reader).await {
+            Ok(_) => reader,
+            Err(_) => url.clone(), // a cluster without trust auth for the reader role
+        };
+        TestDb { name, url, reader_url, client }
+    }
+
+    pub async fn max_seq(&self) -> i64 {
+        self.client
+            .query_one("select coalesce(max(seq), 0) from monitor.events", &[])
+            .await
+            .expect("max seq")
+            .get(0)
+    }
+
+    pub async fn all_seqs(&self) -> Vec<i64> {
+        self.client
+            .query("select seq from monitor.events order by seq", &[])
+            .await
+            .expect("seqs")
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
+    pub async fn source(&self, name: &str) -> i64 {
+        self.client
+            .query_one(
+                "insert into ingest.sources (name, kind, expected_interval) values ($1, 'api', '1 minute')
+                 on conflict (name) do update set name = excluded.name returning id",
+                &[&name],
+            )
+            .await
+            .expect("source")
+            .get(0)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let admin = admin_url();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async {
+                let c = ingestwatch::db::connect(&admin).await.ok()?;
+                c.batch_execute(&format!("drop database if exists {name} with (force)")).await.ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// A connection writing like a pipeline does.
+pub struct Pipeline {
+    pub client: tokio_postgres::Client,
+}
+
+impl Pipeline {
+    pub async fn new(db: &TestDb) -> Pipeline {
+        Pipeline { client: ingestwatch::db::connect(&db.url).await.expect("pipeline connection") }
+    }
+
+    pub async fn run(&self, source: i64) -> i64 {
+        self.client
+            .query_one("insert into ingest.runs (source_id) values ($1) returning id", &[&source])
+            .await
+            .expect("run")
+            .get(0)
+    }
+
+    pub async fn finish_run(&self, run: i64, status: &str) {
+        self.client
+            .execute("update ingest.runs set status = $2, finished_at = now() where id = $1", &[&run, &status])
+            .await
+            .expect("finish run");
+    }
+
+    /// Inserts `n` pending records; returns their ids.
+    pub async fn records(&self, run: i64, source: i64, n: i64) -> Vec<i64> {
+        self.client
+            .query(
+                "insert into ingest.raw_records (run_id, source_id, external_id, payload)
+                 select $1, $2, 'ext-' || g, jsonb_build_object('title', 'Meeting ' || g, 'n', g)
+                   from generate_series(1::bigint, $3) g returning id",
+                &[&run, &source, &n],
+            )
+            .await
+            .expect("records")
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
+    /// Marks records processed with a lag of `lag_ms`.
+    pub async fn process(&self, ids: &[i64], status: &str, lag_ms: i64) {
+        self.client
+            .execute(
+                "update ingest.raw_records set status = $2,
+                        processed_at = received_at + make_interval(secs => $3::float8 / 1000)
+                  where id = any($1)",
+                &[&ids, &status, &(lag_ms as f64)],
+            )
+            .await
+            .expect("process");
+    }
+
+    pub async fn error(&self, run: i64, source: i64, record: Option<i64>, severity: &str, code: &str) {
+        self.client
+            .execute(
+                "insert into ingest.errors (run_id, raw_record_id, source_id, severity, stage, code, message, details)
+                 values ($1, $2, $3, $4, 'validate', $5, 'field missing', '{\"field\":\"start\"}')",
+                &[&run, &record, &source, &severity, &code],
+            )
+            .await
+            .expect("error row");
+    }
+}
+
+/// KPI figures computed by SQL over the base tables, per the definitions in
+/// docs/data-model.md, for `[from, to)`; keyed by source name plus "total".
+pub async fn sql_truth(c: &tokio_postgres::Client, from: &str, to: &str) -> BTreeMap<String, Value> {
+    let sql = "
+      with s as (select id, name from ingest.sources union all select null, 'total'),
+      r as (select * from ingest.raw_records), b as (select $1::text::timestamptz f, $2::text::timestamptz t)
+      select s.name,
+        (select count(*) from r, b where (s.id is null or r.source_id = s.id) and received_at >= f and received_at < t),
+        (select count(*) from r, b where (s.id is null or r.source_id = s.id) and status = 'normalized' and processed_at >= f and processed_at < t),
+        (select count(*) from r, b where (s.id is null or r.source_id = s.id) and status = 'rejected' and processed_at >= f and processed_at < t),
+        (select count(*) from ingest.errors e, b where (s.id is null or e.source_id = s.id) and severity = 'error' and occurred_at >= f and occurred_at < t),
+        (select count(*) from ingest.errors e, b where (s.id is null or e.source_id = s.id) and severity = 'warning' and occurred_at >= f and occurred_at < t),
+        (select count(*) from ingest.runs u, b where (s.id is null or u.source_id = s.id) and started_at >= f and started_at < t),
+        (select count(*) from ingest.runs u, b where (s.id is null or u.source_id = s.id) and status = 'succeeded' and finished_at >= f and finished_at < t),
+        (select count(*) from ingest.runs u, b where (s.id is null or u.source_id = s.id) and status = 'failed' and finished_at >= f and finished_at < t),
+        (select count(*) from ingest.runs u where (s.id is null or u.source_id = s.id) and status = 'running'),
+        (select count(*) from r where (s.id is null or r.source_id = s.id) and status = 'pending'),
+        (select percentile_disc(array[0.5, 0.95, 0.99]) within group (order by greatest(0, round(extract(epoch from processed_at - received_at) * 1000)))
+           from r, b where (s.id is null or r.source_id = s.id) and status in ('normalized', 'rejected') and processed_at >= f and processed_at < t)
+      from s";
+    let rows = c.query(sql, &[&from, &to]).await.expect("sql truth");
+    rows.iter()
+        .map(|r| {
+            let lag: Option<Vec<f64>> = r.get(11);
+            let p = |i: usize| lag.as_ref().map(|v| v[i]);
+            (
+                r.get::<_, String>(0),
+                json!({
+                    "received": r.get::<_, i64>(1), "normalized": r.get::<_, i64>(2), "rejected": r.get::<_, i64>(3),
+                    "errors": r.get::<_, i64>(4), "warnings": r.get::<_, i64>(5), "runs_started": r.get::<_, i64>(6),
+                    "runs_succeeded": r.get::<_, i64>(7), "runs_failed": r.get::<_, i64>(8),
+                    "runs_running": r.get::<_, i64>(9), "backlog": r.get::<_, i64>(10),
+                    "lag_ms": {"p50": p(0), "p95": p(1), "p99": p(2)},
+                }),
+            )
+        })
+        .collect()
+}
+
+const COUNT_KEYS: [&str; 10] = [
+    "received", "normalized", "rejected", "errors", "warnings", "runs_started", "runs_succeeded",
+    "runs_failed", "runs_running", "backlog",
+];
+
+/// Asserts one `/api/kpis` body equals SQL over its stated interval (lag
+/// percentiles within the histogram's 0.8 % + 1 ms).
+pub async fn assert_kpis_match_sql(c: &tokio_postgres::Client, kpis: &Value) {
+    let from = kpis["from"].as_str().expect("from");
+    let to = kpis["to"].as_str().expect("to");
+    let truth = sql_truth(c, from, to).await;
+    let window = &kpis["window"];
+    for (name, want) in &truth {
+        let got = if name == "total" { &kpis["total"] } else { &kpis["sources"][name] };
+        assert!(got.is_object(), "window {window}: source {name} missing from {kpis}");
+        for k in COUNT_KEYS {
+            assert_eq!(got[k], want[k], "window {window} [{from}, {to}) source {name}: {k}");
+        }
+        for p in ["p50", "p95", "p99"] {
+            let (g, w) = (&got["lag_ms"][p], &want["lag_ms"][p]);
+            match (g.as_f64(), w.as_f64()) {
+                (Some(g), Some(w)) => assert!((g - w).abs() <= w * 0.008 + 1.0, "window {window} {name} lag {p}: {g} vs {w}"),
+                (None, None) => {}
+                _ => panic!("window {window} {name} lag {p}: {g} vs {w}"),
+            }
+        }
+    }
+}
+
+/// Server options as the CLI defaults give them, for a test server.
+pub fn options() -> ServerOptions {
+    #[derive(Parser)]
+    struct W {
+        #[command(flatten)]
+        o: ServerOptions,
+    }
+    let mut o = W::parse_from(["test"]).o;
+    o.listen = "127.0.0.1:0".parse().expect("addr");
+    o
+}
+
+/// The real server on a real port.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    join: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pub http: reqwest::Client,
+}
+
+impl TestServer {
+    pub async fn start(db: &TestDb) -> TestServer {
+        Self::start_with(db, options()).await
+    }
+
+    pub async fn start_with(db: &TestDb, opts: ServerOptions) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let shutdown = CancellationToken::new();
+        let url = db.reader_url.clone();
+        let token = shutdown.clone();
+        let join = tokio::spawn(async move { ingestwatch::server::run(listener, &url, opts, token).await });
+        let s = TestServer { addr, shutdown, join: Some(join), http: reqwest::Client::new() };
+        s.wait_ready().await;
+        s
+    }
+
+    pub async fn wait_ready(&self) {
+        let url = format!("http://{}/readyz", self.addr);
+        let http = self.http.clone();
+        wait_for("server ready", Duration::from_secs(30), || {
+            let (http, url) = (http.clone(), url.clone());
+            async move { http.get(&url).send().await.map(|r| r.status().is_success()).unwrap_or(false) }
+        })
+        .await;
+    }
+
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(j) = self.join.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), j).await;
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.http.get(format!("http://{}{}", self.addr, path)).send().await.expect("http");
+        let status = r.status().as_u16();
+        let body = r.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+    }
+
+    pub async fn kpis(&self, window: &str) -> Value {
+        let (status, body) = self.get(&format!("/api/kpis?window={window}")).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Waits until the server has delivered everything up to the outbox's max seq.
+    pub async fn wait_caught_up(&self, db: &TestDb) {
+        let target = db.max_seq().await;
+        wait_for("server caught up", Duration::from_secs(30), || async {
+            self.kpis("1m").await["seq"].as_i64().unwrap_or(0) >= target
+        })
+        .await;
+    }
+
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.http.get(format!("http://{}/metrics", self.addr)).send().await.expect("metrics").text().await.unwrap_or_default();
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    pub async fn ws(&self) -> Ws {
+        Ws::connect(&format!("ws://{}/ws", self.addr)).await
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A WebSocket test client.
+pub struct Ws {
+    pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Ws {
+    pub async fn connect(url: &str) -> Ws {
+        let (stream, _) = tokio_tungstenite::connect_async(url).await.expect("ws connect");
+        Ws { stream }
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.stream.send(Message::text(v.to_string())).await.expect("ws send");
+    }
+
+    pub async fn send_raw(&mut self, m: Message) {
+        self.stream.send(m).await.expect("ws send");
+    }
+
+    /// Next JSON text frame (skipping pings), or None on close/timeout.
+    pub async fn next(&mut self, limit: Duration) -> Option<Value> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match tokio::time::timeout(left, self.stream.next()).await.ok()?? {
+                Ok(Message::Text(t)) => return serde_json::from_str(t.as_str()).ok(),
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// Next frame of `type` (skipping others).
+    pub async fn next_of(&mut self, kind: &str, limit: Duration) -> Option<Value> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let v = self.next(left).await?;
+            if v["type"] == kind {
+                return Some(v);
+            }
+        }
+    }
+
+    /// Collects event seqs until `upto` is seen.
+    pub async fn events_until(&mut self, upto: i64, limit: Duration) -> Vec<i64> {
+        let deadline = Instant::now() + limit;
+        let mut seqs = Vec::new();
+        while seqs.last().copied().unwrap_or(0) < upto {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else { break };
+            let Some(v) = self.next(left).await else { break };
+            if v["type"] == "event" {
+                seqs.push(v["seq"].as_i64().expect("seq"));
+            }
+        }
+        seqs
+    }
+}
