@@ -9,7 +9,15 @@ use std::time::{Duration, Instant};
 fn f_demo_serves_live_figures_within_30_seconds() {
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ingestwatch"))
-        .args(["demo", "--listen", "127.0.0.1:0", "--duration", "60", "--rate", "40"])
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--duration",
+            "60",
+            "--rate",
+            "40",
+        ])
         .env_remove("DATABASE_URL")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -42,9 +50,21 @@ fn f_demo_serves_live_figures_within_30_seconds() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });
-    let page = rt.block_on(async { reqwest::get(format!("{url}/")).await.ok()?.text().await.ok() });
-    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let page = rt.block_on(async {
+        reqwest::get(format!("{url}/"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()
+    });
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
     let _ = child.wait();
     assert!(received > 0, "no live figures within 30 s");
-    assert!(page.is_some_and(|p| p.contains("ingestwatch")), "client page served");
+    assert!(
+        page.is_some_and(|p| p.contains("ingestwatch")),
+        "client page served"
+    );
 }

@@ -27,22 +27,42 @@ async fn step(p: &Pipeline, src: i64, i: i64, rollback: bool) {
     p.process(ok, "normalized", 20 + i * 7).await;
     p.process(bad, "rejected", 1500 + i).await;
     if let Some(&r) = bad.first() {
-        p.error(run, src, Some(r), if i % 3 == 0 { "warning" } else { "error" }, "E_SCHEMA").await;
+        p.error(
+            run,
+            src,
+            Some(r),
+            if i % 3 == 0 { "warning" } else { "error" },
+            "E_SCHEMA",
+        )
+        .await;
     }
-    p.finish_run(run, if i % 4 == 0 { "failed" } else { "succeeded" }).await;
-    p.client.batch_execute(if rollback { "rollback" } else { "commit" }).await.expect("end");
+    p.finish_run(run, if i % 4 == 0 { "failed" } else { "succeeded" })
+        .await;
+    p.client
+        .batch_execute(if rollback { "rollback" } else { "commit" })
+        .await
+        .expect("end");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_every_committed_event_exactly_once_and_kpis_equal_sql() {
     let db = TestDb::new().await;
-    let sources = [db.source("crm").await, db.source("calendar").await, db.source("erp").await];
+    let sources = [
+        db.source("crm").await,
+        db.source("calendar").await,
+        db.source("erp").await,
+    ];
     let server = TestServer::start(&db).await;
     let mut ws = server.ws().await;
-    ws.next_of("hello", Duration::from_secs(5)).await.expect("hello");
+    ws.next_of("hello", Duration::from_secs(5))
+        .await
+        .expect("hello");
     let start = db.max_seq().await;
-    ws.send(json!({"op": "subscribe", "topics": ["events", "kpis"], "since": start})).await;
-    ws.next_of("subscribed", Duration::from_secs(5)).await.expect("subscribed");
+    ws.send(json!({"op": "subscribe", "topics": ["events", "kpis"], "since": start}))
+        .await;
+    ws.next_of("subscribed", Duration::from_secs(5))
+        .await
+        .expect("subscribed");
 
     // Out of order: A takes its seqs first, B commits first, then A commits.
     let a = Pipeline::new(&db).await;
@@ -67,7 +87,12 @@ async fn a_every_committed_event_exactly_once_and_kpis_equal_sql() {
     for w in writers {
         w.await.expect("writer");
     }
-    let expected: Vec<i64> = db.all_seqs().await.into_iter().filter(|s| *s > start).collect();
+    let expected: Vec<i64> = db
+        .all_seqs()
+        .await
+        .into_iter()
+        .filter(|s| *s > start)
+        .collect();
     let last = *expected.last().expect("events");
     let got = ws.events_until(last, Duration::from_secs(30)).await;
     assert_eq!(got, expected, "every committed event once, in seq order");
@@ -83,8 +108,11 @@ async fn b_killing_the_listener_backend_loses_and_duplicates_nothing() {
     let server = TestServer::start(&db).await;
     let mut ws = server.ws().await;
     let start = db.max_seq().await;
-    ws.send(json!({"op": "subscribe", "topics": ["events"], "since": start})).await;
-    ws.next_of("subscribed", Duration::from_secs(5)).await.expect("subscribed");
+    ws.send(json!({"op": "subscribe", "topics": ["events"], "since": start}))
+        .await;
+    ws.next_of("subscribed", Duration::from_secs(5))
+        .await
+        .expect("subscribed");
 
     let writer = {
         let p = Pipeline::new(&db).await;
@@ -110,8 +138,15 @@ async fn b_killing_the_listener_backend_loses_and_duplicates_nothing() {
     }
     writer.await.expect("writer");
     assert!(kills >= 3, "the listener was killed {kills} times");
-    let expected: Vec<i64> = db.all_seqs().await.into_iter().filter(|s| *s > start).collect();
-    let got = ws.events_until(*expected.last().expect("events"), Duration::from_secs(30)).await;
+    let expected: Vec<i64> = db
+        .all_seqs()
+        .await
+        .into_iter()
+        .filter(|s| *s > start)
+        .collect();
+    let got = ws
+        .events_until(*expected.last().expect("events"), Duration::from_secs(30))
+        .await;
     assert_eq!(got, expected);
     server.wait_caught_up(&db).await;
     assert_all_windows(&server, &db).await;
@@ -129,8 +164,11 @@ async fn c_restart_mid_stream_is_exact_at_ready_and_resume_gets_exactly_the_miss
     }
     let server = TestServer::start(&db).await;
     let mut ws = server.ws().await;
-    ws.send(json!({"op": "subscribe", "topics": ["events"], "since": 0})).await;
-    let seen = ws.events_until(db.max_seq().await, Duration::from_secs(10)).await;
+    ws.send(json!({"op": "subscribe", "topics": ["events"], "since": 0}))
+        .await;
+    let seen = ws
+        .events_until(db.max_seq().await, Duration::from_secs(10))
+        .await;
     assert_eq!(seen, db.all_seqs().await, "since=0 replays from the outbox");
     let resume_from = *seen.last().expect("seen");
 
@@ -151,10 +189,13 @@ async fn c_restart_mid_stream_is_exact_at_ready_and_resume_gets_exactly_the_miss
     // Right after ready, with no writes in between: figures equal SQL.
     assert_all_windows(&server, &db).await;
     let mut ws = server.ws().await;
-    ws.send(json!({"op": "subscribe", "topics": ["events"], "since": resume_from})).await;
+    ws.send(json!({"op": "subscribe", "topics": ["events"], "since": resume_from}))
+        .await;
     let all = db.all_seqs().await;
     let missed: Vec<i64> = all.iter().copied().filter(|s| *s > resume_from).collect();
-    let got = ws.events_until(*all.last().expect("events"), Duration::from_secs(10)).await;
+    let got = ws
+        .events_until(*all.last().expect("events"), Duration::from_secs(10))
+        .await;
     assert_eq!(got, missed);
     server.stop().await;
 }
@@ -162,7 +203,11 @@ async fn c_restart_mid_stream_is_exact_at_ready_and_resume_gets_exactly_the_miss
 fn rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_owned))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(str::to_owned)
+        })
         .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         .unwrap_or(0)
 }
@@ -180,9 +225,10 @@ async fn d_a_client_that_never_reads_does_not_delay_others_and_is_bounded() {
     let sock = tokio::net::TcpSocket::new_v4().expect("socket");
     sock.set_recv_buffer_size(4096).expect("rcvbuf");
     let stream = sock.connect(server.addr).await.expect("connect");
-    let (mut stalled, _) = tokio_tungstenite::client_async(format!("ws://{}/ws", server.addr), stream)
-        .await
-        .expect("stalled client");
+    let (mut stalled, _) =
+        tokio_tungstenite::client_async(format!("ws://{}/ws", server.addr), stream)
+            .await
+            .expect("stalled client");
     use futures_util::SinkExt;
     stalled
         .send(tokio_tungstenite::tungstenite::Message::text(
@@ -191,8 +237,11 @@ async fn d_a_client_that_never_reads_does_not_delay_others_and_is_bounded() {
         .await
         .expect("subscribe");
     let mut fast = server.ws().await;
-    fast.send(json!({"op": "subscribe", "topics": ["events"]})).await;
-    fast.next_of("subscribed", Duration::from_secs(5)).await.expect("subscribed");
+    fast.send(json!({"op": "subscribe", "topics": ["events"]}))
+        .await;
+    fast.next_of("subscribed", Duration::from_secs(5))
+        .await
+        .expect("subscribed");
 
     let writer = ingestwatch::db::connect(&db.url).await.expect("writer");
     let rss_before = rss_kb();
@@ -209,12 +258,26 @@ async fn d_a_client_that_never_reads_does_not_delay_others_and_is_bounded() {
             .expect("burst");
         let seq = db.max_seq().await;
         let got = fast.events_until(seq, Duration::from_secs(20)).await;
-        assert_eq!(got.last().copied(), Some(seq), "fast client got every event of round {round}");
-        assert!(t0.elapsed() < Duration::from_secs(15), "fast client delayed: {:?}", t0.elapsed());
+        assert_eq!(
+            got.last().copied(),
+            Some(seq),
+            "fast client got every event of round {round}"
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "fast client delayed: {:?}",
+            t0.elapsed()
+        );
     }
-    wait_for("the stalled client is resynced or closed", Duration::from_secs(20), || async {
-        server.metric("ingestwatch_ws_resynced_total").await + server.metric("ingestwatch_ws_closed_slow_total").await >= 1.0
-    })
+    wait_for(
+        "the stalled client is resynced or closed",
+        Duration::from_secs(20),
+        || async {
+            server.metric("ingestwatch_ws_resynced_total").await
+                + server.metric("ingestwatch_ws_closed_slow_total").await
+                >= 1.0
+        },
+    )
     .await;
     let grown_mb = rss_kb().saturating_sub(rss_before) / 1024;
     assert!(grown_mb < 200, "memory grew by {grown_mb} MB");

@@ -25,13 +25,41 @@ async fn e_bad_frames_get_error_frames_and_the_connection_stays_usable() {
     let cases: Vec<(Message, &str)> = vec![
         (Message::text("{not json"), "invalid_json"),
         (Message::text("[1,2]"), "invalid_frame"),
-        (Message::text(json!({"op": "dance"}).to_string()), "unknown_op"),
-        (Message::text(json!({"op": "subscribe", "topics": ["kpis", "nope"]}).to_string()), "unknown_topic"),
-        (Message::text(json!({"op": "subscribe"}).to_string()), "invalid_frame"),
-        (Message::text(json!({"op": "subscribe", "topics": []}).to_string()), "invalid_frame"),
-        (Message::text(json!({"op": "subscribe", "topics": ["events"], "since": -1}).to_string()), "invalid_since"),
-        (Message::text(json!({"op": "subscribe", "topics": ["events"], "since": "x"}).to_string()), "invalid_since"),
-        (Message::text(format!("{{\"op\":\"ping\",\"pad\":\"{}\"}}", "x".repeat(100_000))), "frame_too_large"),
+        (
+            Message::text(json!({"op": "dance"}).to_string()),
+            "unknown_op",
+        ),
+        (
+            Message::text(json!({"op": "subscribe", "topics": ["kpis", "nope"]}).to_string()),
+            "unknown_topic",
+        ),
+        (
+            Message::text(json!({"op": "subscribe"}).to_string()),
+            "invalid_frame",
+        ),
+        (
+            Message::text(json!({"op": "subscribe", "topics": []}).to_string()),
+            "invalid_frame",
+        ),
+        (
+            Message::text(
+                json!({"op": "subscribe", "topics": ["events"], "since": -1}).to_string(),
+            ),
+            "invalid_since",
+        ),
+        (
+            Message::text(
+                json!({"op": "subscribe", "topics": ["events"], "since": "x"}).to_string(),
+            ),
+            "invalid_since",
+        ),
+        (
+            Message::text(format!(
+                "{{\"op\":\"ping\",\"pad\":\"{}\"}}",
+                "x".repeat(100_000)
+            )),
+            "frame_too_large",
+        ),
         (Message::binary(vec![1u8, 2, 3]), "binary_not_supported"),
     ];
     for (msg, code) in cases {
@@ -46,7 +74,8 @@ async fn e_bad_frames_get_error_frames_and_the_connection_stays_usable() {
     let pong = ws.next(T).await.expect("pong");
     assert_eq!(pong["type"], "pong");
     assert_eq!(pong["id"], 7);
-    ws.send(json!({"op": "subscribe", "topics": ["kpis"]})).await;
+    ws.send(json!({"op": "subscribe", "topics": ["kpis"]}))
+        .await;
     let ack = ws.next(T).await.expect("ack");
     assert_eq!(ack["type"], "subscribed");
     assert_eq!(ack["active"], json!(["kpis"]));
@@ -62,7 +91,8 @@ async fn kpi_snapshot_then_deltas_track_the_rest_figures() {
     opts.kpi_interval_ms = 50;
     let server = TestServer::start_with(&db, opts).await;
     let mut ws = server.ws().await;
-    ws.send(json!({"op": "subscribe", "topics": ["kpis"]})).await;
+    ws.send(json!({"op": "subscribe", "topics": ["kpis"]}))
+        .await;
     let snap = ws.next_of("snapshot", T).await.expect("snapshot");
     let mut data = snap["data"].clone();
     assert!(data["5m"]["total"].is_object());
@@ -74,7 +104,10 @@ async fn kpi_snapshot_then_deltas_track_the_rest_figures() {
     server.wait_caught_up(&db).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !(data["5m"]["total"]["received"] == 7 && data["5m"]["total"]["normalized"] == 3) {
-        assert!(std::time::Instant::now() < deadline, "deltas never carried the new figures: {data}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "deltas never carried the new figures: {data}"
+        );
         if let Some(d) = ws.next_of("delta", Duration::from_millis(500)).await {
             mergepatch::apply(&mut data, &d["data"]);
         }
@@ -84,9 +117,13 @@ async fn kpi_snapshot_then_deltas_track_the_rest_figures() {
     assert_eq!(data["5m"]["sources"]["crm"]["backlog"], 4);
 
     // Unsubscribe stops deltas.
-    ws.send(json!({"op": "unsubscribe", "topics": ["kpis"]})).await;
+    ws.send(json!({"op": "unsubscribe", "topics": ["kpis"]}))
+        .await;
     ws.next_of("unsubscribed", T).await.expect("unsubscribed");
     p.records(run, src, 1).await;
-    assert!(ws.next_of("delta", Duration::from_millis(600)).await.is_none());
+    assert!(ws
+        .next_of("delta", Duration::from_millis(600))
+        .await
+        .is_none());
     server.stop().await;
 }

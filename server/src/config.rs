@@ -92,7 +92,11 @@ pub struct ServerOptions {
     #[arg(long, env = "INGESTWATCH_POOL_SIZE", default_value_t = 16)]
     pub pool_size: usize,
     /// Statement timeout for the server's read queries, in milliseconds.
-    #[arg(long, env = "INGESTWATCH_STATEMENT_TIMEOUT_MS", default_value_t = 15_000)]
+    #[arg(
+        long,
+        env = "INGESTWATCH_STATEMENT_TIMEOUT_MS",
+        default_value_t = 15_000
+    )]
     pub statement_timeout_ms: u64,
     /// Directory of client files to serve instead of the embedded ones (development).
     #[arg(long, env = "INGESTWATCH_CLIENT_DIR")]

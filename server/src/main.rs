@@ -41,7 +41,8 @@ async fn main() -> anyhow::Result<()> {
                 writers: args.writers,
                 seed: args.seed,
             };
-            let stats = demo::simulate::run(&args.database_url, opts, shutdown.cancelled_owned()).await?;
+            let stats =
+                demo::simulate::run(&args.database_url, opts, shutdown.cancelled_owned()).await?;
             println!("{}", serde_json::to_string(&stats)?);
             Ok(())
         }

@@ -53,19 +53,67 @@ impl Default for Metrics {
             }};
         }
         Metrics {
-            events_applied: reg!("events_applied", "Outbox events applied to the live aggregates", Counter::default()),
-            events_delivered: reg!("events_delivered", "Outbox events delivered in seq order", Counter::default()),
-            catchup_events: reg!("catchup_events", "Events read by catch-up after a (re)connect", Counter::default()),
-            notifications: reg!("notifications", "NOTIFY doorbells received", Counter::default()),
-            listener_reconnects: reg!("listener_reconnects", "LISTEN connection re-established", Counter::default()),
-            listener_connected: reg!("listener_connected", "1 while the LISTEN connection is up", Gauge::default()),
-            open_holes: reg!("open_holes", "Open holes in the outbox seq", Gauge::default()),
-            buffered_events: reg!("buffered_events", "Events waiting for an earlier seq", Gauge::default()),
+            events_applied: reg!(
+                "events_applied",
+                "Outbox events applied to the live aggregates",
+                Counter::default()
+            ),
+            events_delivered: reg!(
+                "events_delivered",
+                "Outbox events delivered in seq order",
+                Counter::default()
+            ),
+            catchup_events: reg!(
+                "catchup_events",
+                "Events read by catch-up after a (re)connect",
+                Counter::default()
+            ),
+            notifications: reg!(
+                "notifications",
+                "NOTIFY doorbells received",
+                Counter::default()
+            ),
+            listener_reconnects: reg!(
+                "listener_reconnects",
+                "LISTEN connection re-established",
+                Counter::default()
+            ),
+            listener_connected: reg!(
+                "listener_connected",
+                "1 while the LISTEN connection is up",
+                Gauge::default()
+            ),
+            open_holes: reg!(
+                "open_holes",
+                "Open holes in the outbox seq",
+                Gauge::default()
+            ),
+            buffered_events: reg!(
+                "buffered_events",
+                "Events waiting for an earlier seq",
+                Gauge::default()
+            ),
             watermark: reg!("watermark", "Delivered watermark (seq)", Gauge::default()),
-            ws_clients: reg!("ws_clients", "WebSocket clients connected", Gauge::default()),
-            ws_resynced: reg!("ws_resynced", "WebSocket clients told to resync (queue overflow)", Counter::default()),
-            ws_closed_slow: reg!("ws_closed_slow", "WebSocket clients closed as too slow", Counter::default()),
-            ws_bad_frames: reg!("ws_bad_frames", "Client frames answered with an error frame", Counter::default()),
+            ws_clients: reg!(
+                "ws_clients",
+                "WebSocket clients connected",
+                Gauge::default()
+            ),
+            ws_resynced: reg!(
+                "ws_resynced",
+                "WebSocket clients told to resync (queue overflow)",
+                Counter::default()
+            ),
+            ws_closed_slow: reg!(
+                "ws_closed_slow",
+                "WebSocket clients closed as too slow",
+                Counter::default()
+            ),
+            ws_bad_frames: reg!(
+                "ws_bad_frames",
+                "Client frames answered with an error frame",
+                Counter::default()
+            ),
             notification_queue_usage: reg!(
                 "pg_notification_queue_usage",
                 "pg_notification_queue_usage() at the last scrape",

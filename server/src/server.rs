@@ -17,7 +17,11 @@ use crate::state::{AppState, Status};
 use crate::{db, http};
 
 /// Builds the state for `database_url` (no I/O yet: the pool connects lazily).
-pub fn state(database_url: &str, options: ServerOptions, shutdown: CancellationToken) -> anyhow::Result<AppState> {
+pub fn state(
+    database_url: &str,
+    options: ServerOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<AppState> {
     let metrics = Arc::new(Metrics::default());
     let pool = db::pool(
         database_url,

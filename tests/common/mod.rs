@@ -30,7 +30,10 @@ where
 {
     let start = Instant::now();
     while !cond().await {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -46,7 +49,10 @@ pub fn admin_url() -> String {
             let reachable = std::thread::spawn({
                 let local = local.clone();
                 move || {
-                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .ok()?;
                     rt.block_on(async { ingestwatch::db::connect(&local).await.ok().map(|_| ()) })
                 }
             })
@@ -58,8 +64,12 @@ pub fn admin_url() -> String {
                 return local;
             }
             let cluster = std::thread::spawn(|| {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-                rt.block_on(TempCluster::start()).expect("starting a throwaway PostgreSQL")
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(TempCluster::start())
+                    .expect("starting a throwaway PostgreSQL")
             })
             .join()
             .expect("cluster thread");
@@ -107,17 +117,30 @@ impl TestDb {
     pub async fn new() -> TestDb {
         let admin = admin_url();
         let name = format!("iw_test_{}_{}", std::process::id(), rand::random::<u32>());
-        let c = ingestwatch::db::connect(&admin).await.expect("admin connection");
-        c.batch_execute(&format!("create database {name}")).await.expect("create database");
+        let c = ingestwatch::db::connect(&admin)
+            .await
+            .expect("admin connection");
+        c.batch_execute(&format!("create database {name}"))
+            .await
+            .expect("create database");
         let url = with_db(&admin, &name, None);
-        let mut client = ingestwatch::db::connect(&url).await.expect("test db connection");
-        ingestwatch::db::migrate::run(&mut client).await.expect("migrations");
+        let mut client = ingestwatch::db::connect(&url)
+            .await
+            .expect("test db connection");
+        ingestwatch::db::migrate::run(&mut client)
+            .await
+            .expect("migrations");
         let reader = with_db(&admin, &name, Some("ingestwatch_reader"));
         let reader_url = match ingestwatch::db::connect(&reader).await {
             Ok(_) => reader,
             Err(_) => url.clone(), // a cluster without trust auth for the reader role
         };
-        TestDb { name, url, reader_url, client }
+        TestDb {
+            name,
+            url,
+            reader_url,
+            client,
+        }
     }
 
     pub async fn max_seq(&self) -> i64 {
@@ -156,10 +179,15 @@ impl Drop for TestDb {
         let name = self.name.clone();
         let admin = admin_url();
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             rt.block_on(async {
                 let c = ingestwatch::db::connect(&admin).await.ok()?;
-                c.batch_execute(&format!("drop database if exists {name} with (force)")).await.ok()
+                c.batch_execute(&format!("drop database if exists {name} with (force)"))
+                    .await
+                    .ok()
             })
         })
         .join();
@@ -173,12 +201,19 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub async fn new(db: &TestDb) -> Pipeline {
-        Pipeline { client: ingestwatch::db::connect(&db.url).await.expect("pipeline connection") }
+        Pipeline {
+            client: ingestwatch::db::connect(&db.url)
+                .await
+                .expect("pipeline connection"),
+        }
     }
 
     pub async fn run(&self, source: i64) -> i64 {
         self.client
-            .query_one("insert into ingest.runs (source_id) values ($1) returning id", &[&source])
+            .query_one(
+                "insert into ingest.runs (source_id) values ($1) returning id",
+                &[&source],
+            )
             .await
             .expect("run")
             .get(0)
@@ -186,7 +221,10 @@ impl Pipeline {
 
     pub async fn finish_run(&self, run: i64, status: &str) {
         self.client
-            .execute("update ingest.runs set status = $2, finished_at = now() where id = $1", &[&run, &status])
+            .execute(
+                "update ingest.runs set status = $2, finished_at = now() where id = $1",
+                &[&run, &status],
+            )
             .await
             .expect("finish run");
     }
@@ -220,7 +258,14 @@ impl Pipeline {
             .expect("process");
     }
 
-    pub async fn error(&self, run: i64, source: i64, record: Option<i64>, severity: &str, code: &str) {
+    pub async fn error(
+        &self,
+        run: i64,
+        source: i64,
+        record: Option<i64>,
+        severity: &str,
+        code: &str,
+    ) {
         self.client
             .execute(
                 "insert into ingest.errors (run_id, raw_record_id, source_id, severity, stage, code, message, details)
@@ -234,7 +279,11 @@ impl Pipeline {
 
 /// KPI figures computed by SQL over the base tables, per the definitions in
 /// docs/data-model.md, for `[from, to)`; keyed by source name plus "total".
-pub async fn sql_truth(c: &tokio_postgres::Client, from: &str, to: &str) -> BTreeMap<String, Value> {
+pub async fn sql_truth(
+    c: &tokio_postgres::Client,
+    from: &str,
+    to: &str,
+) -> BTreeMap<String, Value> {
     let sql = "
       with s as (select id, name from ingest.sources union all select null, 'total'),
       r as (select * from ingest.raw_records), b as (select $1::text::timestamptz f, $2::text::timestamptz t)
@@ -249,7 +298,7 @@ pub async fn sql_truth(c: &tokio_postgres::Client, from: &str, to: &str) -> BTre
         (select count(*) from ingest.runs u, b where (s.id is null or u.source_id = s.id) and status = 'failed' and finished_at >= f and finished_at < t),
         (select count(*) from ingest.runs u where (s.id is null or u.source_id = s.id) and status = 'running'),
         (select count(*) from r where (s.id is null or r.source_id = s.id) and status = 'pending'),
-        (select percentile_disc(array[0.5, 0.95, 0.99]) within group (order by greatest(0, round(extract(epoch from processed_at - received_at) * 1000)))
+        (select percentile_disc(array[0.5, 0.95, 0.99]) within group (order by greatest(0, round(extract(epoch from processed_at - received_at) * 1000))::float8)
            from r, b where (s.id is null or r.source_id = s.id) and status in ('normalized', 'rejected') and processed_at >= f and processed_at < t)
       from s";
     let rows = c.query(sql, &[&from, &to]).await.expect("sql truth");
@@ -272,8 +321,16 @@ pub async fn sql_truth(c: &tokio_postgres::Client, from: &str, to: &str) -> BTre
 }
 
 const COUNT_KEYS: [&str; 10] = [
-    "received", "normalized", "rejected", "errors", "warnings", "runs_started", "runs_succeeded",
-    "runs_failed", "runs_running", "backlog",
+    "received",
+    "normalized",
+    "rejected",
+    "errors",
+    "warnings",
+    "runs_started",
+    "runs_succeeded",
+    "runs_failed",
+    "runs_running",
+    "backlog",
 ];
 
 /// Asserts one `/api/kpis` body equals SQL over its stated interval (lag
@@ -284,15 +341,28 @@ pub async fn assert_kpis_match_sql(c: &tokio_postgres::Client, kpis: &Value) {
     let truth = sql_truth(c, from, to).await;
     let window = &kpis["window"];
     for (name, want) in &truth {
-        let got = if name == "total" { &kpis["total"] } else { &kpis["sources"][name] };
-        assert!(got.is_object(), "window {window}: source {name} missing from {kpis}");
+        let got = if name == "total" {
+            &kpis["total"]
+        } else {
+            &kpis["sources"][name]
+        };
+        assert!(
+            got.is_object(),
+            "window {window}: source {name} missing from {kpis}"
+        );
         for k in COUNT_KEYS {
-            assert_eq!(got[k], want[k], "window {window} [{from}, {to}) source {name}: {k}");
+            assert_eq!(
+                got[k], want[k],
+                "window {window} [{from}, {to}) source {name}: {k}"
+            );
         }
         for p in ["p50", "p95", "p99"] {
             let (g, w) = (&got["lag_ms"][p], &want["lag_ms"][p]);
             match (g.as_f64(), w.as_f64()) {
-                (Some(g), Some(w)) => assert!((g - w).abs() <= w * 0.008 + 1.0, "window {window} {name} lag {p}: {g} vs {w}"),
+                (Some(g), Some(w)) => assert!(
+                    (g - w).abs() <= w * 0.008 + 1.0,
+                    "window {window} {name} lag {p}: {g} vs {w}"
+                ),
                 (None, None) => {}
                 _ => panic!("window {window} {name} lag {p}: {g} vs {w}"),
             }
@@ -326,13 +396,23 @@ impl TestServer {
     }
 
     pub async fn start_with(db: &TestDb, opts: ServerOptions) -> TestServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let shutdown = CancellationToken::new();
         let url = db.reader_url.clone();
         let token = shutdown.clone();
-        let join = tokio::spawn(async move { ingestwatch::server::run(listener, &url, opts, token).await });
-        let s = TestServer { addr, shutdown, join: Some(join), http: reqwest::Client::new() };
+        let join =
+            tokio::spawn(
+                async move { ingestwatch::server::run(listener, &url, opts, token).await },
+            );
+        let s = TestServer {
+            addr,
+            shutdown,
+            join: Some(join),
+            http: reqwest::Client::new(),
+        };
         s.wait_ready().await;
         s
     }
@@ -342,7 +422,13 @@ impl TestServer {
         let http = self.http.clone();
         wait_for("server ready", Duration::from_secs(30), || {
             let (http, url) = (http.clone(), url.clone());
-            async move { http.get(&url).send().await.map(|r| r.status().is_success()).unwrap_or(false) }
+            async move {
+                http.get(&url)
+                    .send()
+                    .await
+                    .map(|r| r.status().is_success())
+                    .unwrap_or(false)
+            }
         })
         .await;
     }
@@ -355,10 +441,18 @@ impl TestServer {
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self.http.get(format!("http://{}{}", self.addr, path)).send().await.expect("http");
+        let r = self
+            .http
+            .get(format!("http://{}{}", self.addr, path))
+            .send()
+            .await
+            .expect("http");
         let status = r.status().as_u16();
         let body = r.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+        (
+            status,
+            serde_json::from_str(&body).unwrap_or(Value::String(body)),
+        )
     }
 
     pub async fn kpis(&self, window: &str) -> Value {
@@ -377,7 +471,15 @@ impl TestServer {
     }
 
     pub async fn metric(&self, name: &str) -> f64 {
-        let text = self.http.get(format!("http://{}/metrics", self.addr)).send().await.expect("metrics").text().await.unwrap_or_default();
+        let text = self
+            .http
+            .get(format!("http://{}/metrics", self.addr))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .unwrap_or_default();
         text.lines()
             .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
             .and_then(|l| l.rsplit(' ').next())
@@ -403,12 +505,17 @@ pub struct Ws {
 
 impl Ws {
     pub async fn connect(url: &str) -> Ws {
-        let (stream, _) = tokio_tungstenite::connect_async(url).await.expect("ws connect");
+        let (stream, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("ws connect");
         Ws { stream }
     }
 
     pub async fn send(&mut self, v: Value) {
-        self.stream.send(Message::text(v.to_string())).await.expect("ws send");
+        self.stream
+            .send(Message::text(v.to_string()))
+            .await
+            .expect("ws send");
     }
 
     pub async fn send_raw(&mut self, m: Message) {
@@ -420,7 +527,10 @@ impl Ws {
         let deadline = Instant::now() + limit;
         loop {
             let left = deadline.checked_duration_since(Instant::now())?;
-            match tokio::time::timeout(left, self.stream.next()).await.ok()?? {
+            match tokio::time::timeout(left, self.stream.next())
+                .await
+                .ok()??
+            {
                 Ok(Message::Text(t)) => return serde_json::from_str(t.as_str()).ok(),
                 Ok(Message::Close(_)) | Err(_) => return None,
                 Ok(_) => continue,
@@ -445,8 +555,12 @@ impl Ws {
         let deadline = Instant::now() + limit;
         let mut seqs = Vec::new();
         while seqs.last().copied().unwrap_or(0) < upto {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else { break };
-            let Some(v) = self.next(left).await else { break };
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            let Some(v) = self.next(left).await else {
+                break;
+            };
             if v["type"] == "event" {
                 seqs.push(v["seq"].as_i64().expect("seq"));
             }

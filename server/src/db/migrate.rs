@@ -86,20 +86,49 @@ async fn apply_missing(client: &mut tokio_postgres::Client) -> anyhow::Result<Ve
             }
             continue;
         }
-        let tx = client.transaction().await?;
-        tx.batch_execute(&m.sql)
-            .await
-            .with_context(|| format!("applying migration {}", m.version))?;
-        tx.execute(
-            "insert into monitor.schema_migrations (version, checksum) values ($1, $2)",
-            &[&m.version, &sum],
-        )
-        .await?;
-        tx.commit().await?;
+        // Roles are cluster-wide: migrations of several databases of one
+        // cluster can race on them ("tuple concurrently updated", duplicate
+        // role). The transaction rolls back; try again.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match apply_one(client, &m, &sum).await {
+                Ok(()) => break,
+                Err(e) if attempt < 8 && is_catalog_race(&e) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("applying migration {}", m.version))
+                }
+            }
+        }
         tracing::info!(version = %m.version, "migration applied");
         applied.push(m.version);
     }
     Ok(applied)
+}
+
+async fn apply_one(
+    client: &mut tokio_postgres::Client,
+    m: &Migration,
+    sum: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    tx.batch_execute(&m.sql).await?;
+    tx.execute(
+        "insert into monitor.schema_migrations (version, checksum) values ($1, $2)",
+        &[&m.version, &sum],
+    )
+    .await?;
+    tx.commit().await
+}
+
+fn is_catalog_race(e: &tokio_postgres::Error) -> bool {
+    let code = e.code().map(|c| c.code());
+    matches!(
+        code,
+        Some("XX000") | Some("42710") | Some("23505") | Some("40001") | Some("40P01")
+    )
 }
 
 #[cfg(test)]

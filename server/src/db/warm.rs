@@ -32,7 +32,9 @@ pub struct Warm {
 }
 
 /// Reads all sources.
-pub async fn sources<C: GenericClient>(client: &C) -> Result<Vec<SourceInfo>, tokio_postgres::Error> {
+pub async fn sources<C: GenericClient>(
+    client: &C,
+) -> Result<Vec<SourceInfo>, tokio_postgres::Error> {
     let rows = client
         .query(
             "select id, name, kind, extract(epoch from expected_interval)::float8
@@ -64,14 +66,20 @@ pub async fn settle(client: &Client) -> Result<i64, tokio_postgres::Error> {
     let mut waited = Duration::ZERO;
     loop {
         let xmin: i64 = client
-            .query_one("select pg_snapshot_xmin(pg_current_snapshot())::text::bigint", &[])
+            .query_one(
+                "select pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+                &[],
+            )
             .await?
             .get(0);
         if xmin > marker {
             return Ok(d0);
         }
         if waited.as_secs() > 0 && waited.as_millis() % 5_000 < 20 {
-            tracing::info!(waited_ms = waited.as_millis() as u64, "warm-up waiting for in-flight transactions to end");
+            tracing::info!(
+                waited_ms = waited.as_millis() as u64,
+                "warm-up waiting for in-flight transactions to end"
+            );
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
         waited += Duration::from_millis(10);
@@ -104,7 +112,11 @@ const TABLES: [(&str, &str, &str, &str); 3] = [
 ];
 
 /// Reads the warm-up snapshot (one repeatable-read transaction) for `now_sec`.
-pub async fn load(client: &mut Client, d0: i64, now_sec: i64) -> Result<Warm, tokio_postgres::Error> {
+pub async fn load(
+    client: &mut Client,
+    d0: i64,
+    now_sec: i64,
+) -> Result<Warm, tokio_postgres::Error> {
     // Second buckets from `recent` on; minute buckets from `oldest` to `recent`.
     let recent = (now_sec - KEEP_SECONDS).div_euclid(60) * 60;
     let oldest = (now_sec.div_euclid(60) - KEEP_MINUTES) * 60;
@@ -134,9 +146,17 @@ pub async fn load(client: &mut Client, d0: i64, now_sec: i64) -> Result<Warm, to
               where ({older_filter}) and k.sec >= $4 and k.sec < $3
               group by 1, 2, 3, 4, 5"
         );
-        for r in tx.query(&sql, &[&(recent as f64), &(oldest as f64), &recent, &oldest]).await? {
+        for r in tx
+            .query(
+                &sql,
+                &[&(recent as f64), &(oldest as f64), &recent, &oldest],
+            )
+            .await?
+        {
             let metric: String = r.get(1);
-            let Some(metric) = Metric::parse(&metric) else { continue };
+            let Some(metric) = Metric::parse(&metric) else {
+                continue;
+            };
             contributions.push(Contribution {
                 source_id: r.get(0),
                 metric,
@@ -169,5 +189,10 @@ pub async fn load(client: &mut Client, d0: i64, now_sec: i64) -> Result<Warm, to
         }
     }
     tx.commit().await?;
-    Ok(Warm { d0, counted, sources, contributions })
+    Ok(Warm {
+        d0,
+        counted,
+        sources,
+        contributions,
+    })
 }

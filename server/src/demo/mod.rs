@@ -18,7 +18,11 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
         Some(_) => None,
         None => {
             println!("starting a throwaway PostgreSQL from the installed binaries…");
-            Some(pgtemp::TempCluster::start().await.context("starting throwaway PostgreSQL")?)
+            Some(
+                pgtemp::TempCluster::start()
+                    .await
+                    .context("starting throwaway PostgreSQL")?,
+            )
         }
     };
     let url = match (&args.database_url, &cluster) {
@@ -46,7 +50,10 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
     };
     let sim_url = url.clone();
     let sim_stop = shutdown.clone();
-    let sim = tokio::spawn(async move { simulate::run(&sim_url, sim_opts, sim_stop.cancelled_owned()).await });
+    let sim =
+        tokio::spawn(
+            async move { simulate::run(&sim_url, sim_opts, sim_stop.cancelled_owned()).await },
+        );
 
     let listener = tokio::net::TcpListener::bind(args.server.listen)
         .await

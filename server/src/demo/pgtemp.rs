@@ -36,7 +36,14 @@ const START_ATTEMPTS: usize = 5;
 /// Seconds `pg_ctl` waits for a start, stop or restart to complete.
 const PG_CTL_TIMEOUT_SECS: &str = "60";
 /// Libpq variables that could redirect the tools away from our cluster.
-const PG_ENV: [&str; 6] = ["PGDATA", "PGPORT", "PGHOST", "PGUSER", "PGDATABASE", "PGOPTIONS"];
+const PG_ENV: [&str; 6] = [
+    "PGDATA",
+    "PGPORT",
+    "PGHOST",
+    "PGUSER",
+    "PGDATABASE",
+    "PGOPTIONS",
+];
 
 /// A private PostgreSQL cluster in a temporary directory, listening on
 /// 127.0.0.1 only, with trust authentication for the `postgres` superuser.
@@ -70,17 +77,30 @@ impl TempCluster {
     /// error if there is none.
     pub async fn start() -> Result<TempCluster> {
         let bin = find_bin_dir().await?;
-        let run_as = if effective_uid()? == 0 { switch_user_prefix()? } else { Vec::new() };
+        let run_as = if effective_uid()? == 0 {
+            switch_user_prefix()?
+        } else {
+            Vec::new()
+        };
         let dir = tempfile::Builder::new()
             .prefix("ingestwatch-pg-")
             .tempdir_in(std::env::temp_dir())
             .context("creating the cluster's temporary directory")?;
         let data = dir.path().to_path_buf();
         if data.to_string_lossy().contains(['\'', '"', '\\']) {
-            bail!("temporary directory {} has a quote or backslash in its path", data.display());
+            bail!(
+                "temporary directory {} has a quote or backslash in its path",
+                data.display()
+            );
         }
         prepare_dir(&data, !run_as.is_empty())?;
-        let mut cluster = TempCluster { dir: Some(dir), data, bin, port: 0, run_as };
+        let mut cluster = TempCluster {
+            dir: Some(dir),
+            data,
+            bin,
+            port: 0,
+            run_as,
+        };
 
         let data_arg = cluster.data.clone().into_os_string();
         cluster
@@ -115,7 +135,10 @@ impl TempCluster {
                     let port_taken = new_log.contains("could not bind")
                         || new_log.contains("Address already in use");
                     if port_taken && attempt < START_ATTEMPTS {
-                        tracing::debug!(port = cluster.port, "port taken meanwhile; trying another");
+                        tracing::debug!(
+                            port = cluster.port,
+                            "port taken meanwhile; trying another"
+                        );
                         continue;
                     }
                     return Err(e.context(format!(
@@ -143,7 +166,11 @@ impl TempCluster {
 
     /// Connection URL of database `dbname` as the `postgres` superuser.
     pub fn url_for(&self, dbname: &str) -> String {
-        format!("postgres://{SUPERUSER}@127.0.0.1:{}/{}", self.port, percent_encode(dbname))
+        format!(
+            "postgres://{SUPERUSER}@127.0.0.1:{}/{}",
+            self.port,
+            percent_encode(dbname)
+        )
     }
 
     /// TCP port the cluster listens on (127.0.0.1).
@@ -178,7 +205,10 @@ impl TempCluster {
             dir.close()
                 .with_context(|| format!("removing {}", self.data.display()))?;
         }
-        tracing::info!(port = self.port, "temporary PostgreSQL cluster stopped and removed");
+        tracing::info!(
+            port = self.port,
+            "temporary PostgreSQL cluster stopped and removed"
+        );
         Ok(())
     }
 
@@ -263,8 +293,15 @@ impl TempCluster {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_os_string()).collect();
-        let shown = args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ");
+        let args: Vec<OsString> = args
+            .into_iter()
+            .map(|a| a.as_ref().to_os_string())
+            .collect();
+        let shown = args
+            .iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ");
         let mut cmd = tokio::process::Command::from(self.std_command(tool));
         cmd.args(&args).kill_on_drop(true);
         let out = cmd
@@ -369,7 +406,8 @@ fn parse_version(name: &str) -> Option<Vec<u32>> {
 
 /// Effective uid of this process, from `/proc/self/status` (0 = root).
 fn effective_uid() -> Result<u32> {
-    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
     status
         .lines()
         .find_map(|l| l.strip_prefix("Uid:"))
@@ -405,7 +443,12 @@ fn switch_user_prefix() -> Result<Vec<OsString>> {
         );
     }
     if let Some(runuser) = find_program("runuser") {
-        return Ok(vec![runuser.into(), "-u".into(), OS_USER.into(), "--".into()]);
+        return Ok(vec![
+            runuser.into(),
+            "-u".into(),
+            OS_USER.into(),
+            "--".into(),
+        ]);
     }
     if let Some(setpriv) = find_program("setpriv") {
         let (uid, gid) = lookup_user(OS_USER)?.ok_or_else(|| anyhow!("no `{OS_USER}` user"))?;
@@ -444,8 +487,12 @@ fn prepare_dir(dir: &Path, chown_to_postgres: bool) -> Result<()> {
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).context("finding a free TCP port")?;
-    Ok(listener.local_addr().context("finding a free TCP port")?.port())
+    let listener =
+        std::net::TcpListener::bind(("127.0.0.1", 0)).context("finding a free TCP port")?;
+    Ok(listener
+        .local_addr()
+        .context("finding a free TCP port")?
+        .port())
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.

@@ -62,7 +62,12 @@ pub struct SimOptions {
 impl Default for SimOptions {
     /// 20 statements/s, until shutdown, 4 writers, seed 42.
     fn default() -> Self {
-        SimOptions { rate: 20.0, duration: None, writers: 4, seed: 42 }
+        SimOptions {
+            rate: 20.0,
+            duration: None,
+            writers: 4,
+            seed: 42,
+        }
     }
 }
 
@@ -109,7 +114,10 @@ impl SimStats {
 pub async fn ensure_sources(client: &Client) -> Result<()> {
     let names: Vec<&str> = SOURCES.iter().map(|s| s.name).collect();
     let kinds: Vec<&str> = SOURCES.iter().map(|s| s.kind).collect();
-    let intervals: Vec<String> = SOURCES.iter().map(|s| format!("{} seconds", s.interval_secs)).collect();
+    let intervals: Vec<String> = SOURCES
+        .iter()
+        .map(|s| format!("{} seconds", s.interval_secs))
+        .collect();
     client
         .execute(
             "insert into ingest.sources (name, kind, expected_interval)
@@ -135,9 +143,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<SimStats> {
     if !(opts.rate.is_finite() && opts.rate > 0.0) {
-        bail!("simulator rate must be a positive number of statements per second, not {}", opts.rate);
+        bail!(
+            "simulator rate must be a positive number of statements per second, not {}",
+            opts.rate
+        );
     }
-    let mut config: Config = database_url.parse().context("parsing the simulator's database URL")?;
+    let mut config: Config = database_url
+        .parse()
+        .context("parsing the simulator's database URL")?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(5));
     }
@@ -150,13 +163,18 @@ pub async fn run(
         last_start: Mutex::new(vec![None; SOURCES.len()]),
         stats: Mutex::new(SimStats::default()),
     });
-    tracing::info!(rate = opts.rate, writers, seed = opts.seed, "simulated pipeline starting");
+    tracing::info!(
+        rate = opts.rate,
+        writers,
+        seed = opts.seed,
+        "simulated pipeline starting"
+    );
 
     let pacer = tokio::spawn(pace(shared.clone(), opts.rate, writers, stop_rx.clone()));
     let tasks: Vec<_> = (0..writers)
         .map(|index| {
             let mut config = config.clone();
-            config.application_name(&format!("ingestwatch-sim-{index}"));
+            config.application_name(format!("ingestwatch-sim-{index}"));
             let writer = Writer::new(index, opts.seed, config, shared.clone(), stop_rx.clone());
             tokio::spawn(writer.run())
         })
@@ -168,13 +186,14 @@ pub async fn run(
             None => std::future::pending().await,
         }
     };
-    tokio::pin!(shutdown, deadline);
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut deadline = std::pin::pin!(deadline);
     let mut report = tokio::time::interval_at(started + REPORT_EVERY, REPORT_EVERY);
     report.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            () = &mut shutdown => break,
-            () = &mut deadline => break,
+            () = shutdown.as_mut() => break,
+            () = deadline.as_mut() => break,
             _ = report.tick() => {
                 let s = shared.stats_snapshot();
                 tracing::info!(
@@ -197,7 +216,10 @@ pub async fn run(
     let stats = shared.stats_snapshot();
     tracing::info!(
         statements = stats.statements,
-        per_sec = format!("{:.1}", stats.statements as f64 / started.elapsed().as_secs_f64()),
+        per_sec = format!(
+            "{:.1}",
+            stats.statements as f64 / started.elapsed().as_secs_f64()
+        ),
         records = stats.records,
         rolled_back = stats.rolled_back,
         "simulated pipeline stopped"
@@ -216,7 +238,7 @@ const ROLLBACK_RATE: f64 = 0.02;
 const BAD_MINUTE_REJECT_RATE: f64 = 0.4;
 /// Traffic multiplier during a burst.
 const BURST_FACTOR: f64 = 5.0;
-/// A run whose rejected share is above this ends `partial`.
+/// A run whose rejected share is above this (and at least 2 records) ends `partial`.
 const PARTIAL_THRESHOLD: f64 = 0.10;
 /// Concurrent (not stalled) runs per writer.
 const RUNS_PER_WRITER: usize = 3;
@@ -484,29 +506,47 @@ const HORIZON: Duration = Duration::from_secs(24 * 3600);
 impl Schedule {
     fn new(seed: u64, start: Instant) -> Schedule {
         let mut rng = StdRng::seed_from_u64(seed ^ 0x5c4e_d01e_5eed_0001);
-        let secs = |rng: &mut StdRng, lo: u64, hi: u64| Duration::from_secs(rng.random_range(lo..=hi));
+        let secs =
+            |rng: &mut StdRng, lo: u64, hi: u64| Duration::from_secs(rng.random_range(lo..=hi));
         let mut bursts = Vec::new();
         let mut t = secs(&mut rng, 20, 40);
         while t < HORIZON {
             let len = secs(&mut rng, 8, 12);
-            bursts.push(Window { from: t, to: t + len });
+            bursts.push(Window {
+                from: t,
+                to: t + len,
+            });
             t += len + secs(&mut rng, 90, 240);
         }
         let mut bad_minutes = Vec::new();
         let mut t = secs(&mut rng, 60, 120);
         while t < HORIZON {
             let source = rng.random_range(0..SOURCES.len());
-            bad_minutes.push((Window { from: t, to: t + Duration::from_secs(60) }, source));
+            bad_minutes.push((
+                Window {
+                    from: t,
+                    to: t + Duration::from_secs(60),
+                },
+                source,
+            ));
             t += secs(&mut rng, 180, 420);
         }
         let mut stalls = Vec::new();
         let mut t = secs(&mut rng, 150, 210);
         while t < HORIZON {
             let len = secs(&mut rng, 240, 420);
-            stalls.push(Window { from: t, to: t + len });
+            stalls.push(Window {
+                from: t,
+                to: t + len,
+            });
             t += len + secs(&mut rng, 180, 300);
         }
-        Schedule { start, bursts, bad_minutes, stalls }
+        Schedule {
+            start,
+            bursts,
+            bad_minutes,
+            stalls,
+        }
     }
 
     /// Time since start, folded into the horizon.
@@ -522,7 +562,9 @@ impl Schedule {
 
     fn bad_minute(&self, source: usize, now: Instant) -> bool {
         let t = self.offset(now);
-        self.bad_minutes.iter().any(|(w, s)| *s == source && w.contains(t))
+        self.bad_minutes
+            .iter()
+            .any(|(w, s)| *s == source && w.contains(t))
     }
 
     fn stalled(&self, source: usize, now: Instant) -> bool {
@@ -549,11 +591,17 @@ struct Shared {
 
 impl Shared {
     fn stats_snapshot(&self) -> SimStats {
-        self.stats.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn record(&self, delta: &SimStats) {
-        self.stats.lock().unwrap_or_else(PoisonError::into_inner).add(delta);
+        self.stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .add(delta);
     }
 }
 
@@ -568,6 +616,7 @@ async fn pace(shared: Arc<Shared>, rate: f64, writers: usize, mut stop: watch::R
     let mut last = Instant::now();
     let mut credit = 0.0_f64;
     let mut bursting = false;
+    let mut effects = Effects::default();
     while !*stop.borrow() {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -577,8 +626,17 @@ async fn pace(shared: Arc<Shared>, rate: f64, writers: usize, mut stop: watch::R
         let burst = shared.schedule.in_burst(now);
         if burst != bursting {
             bursting = burst;
-            tracing::info!(burst, "simulated traffic {}", if burst { "burst begins" } else { "back to normal" });
+            tracing::info!(
+                burst,
+                "simulated traffic {}",
+                if burst {
+                    "burst begins"
+                } else {
+                    "back to normal"
+                }
+            );
         }
+        effects.log_changes(&shared.schedule, now);
         let current = if burst { rate * BURST_FACTOR } else { rate };
         credit += current * now.duration_since(last).as_secs_f64();
         last = now;
@@ -591,6 +649,45 @@ async fn pace(shared: Arc<Shared>, rate: f64, writers: usize, mut stop: watch::R
         }
     }
     shared.permits.close();
+}
+
+/// Which sources are stalled or in a bad minute, to log when that changes.
+#[derive(Debug, Default)]
+struct Effects {
+    stalled: Vec<bool>,
+    bad: Vec<bool>,
+}
+
+impl Effects {
+    fn log_changes(&mut self, schedule: &Schedule, now: Instant) {
+        self.stalled.resize(SOURCES.len(), false);
+        self.bad.resize(SOURCES.len(), false);
+        for (i, source) in SOURCES.iter().enumerate() {
+            let stalled = schedule.stalled(i, now);
+            if stalled != self.stalled[i] {
+                self.stalled[i] = stalled;
+                tracing::info!(
+                    source = source.name,
+                    expected_interval_s = source.interval_secs,
+                    "simulated source {}",
+                    if stalled { "stalls" } else { "resumes" }
+                );
+            }
+            let bad = schedule.bad_minute(i, now);
+            if bad != self.bad[i] {
+                self.bad[i] = bad;
+                tracing::info!(
+                    source = source.name,
+                    "simulated bad minute {}",
+                    if bad {
+                        "begins (~40 % rejects)"
+                    } else {
+                        "ends"
+                    }
+                );
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -661,7 +758,15 @@ impl RunState {
             steps.push_back(Step::Normalize(b));
         }
         steps.push_back(Step::Finish);
-        RunState { source, id: None, steps, batches: (0..n).map(|_| None).collect(), received: 0, rejected: 0, failed: false }
+        RunState {
+            source,
+            id: None,
+            steps,
+            batches: (0..n).map(|_| None).collect(),
+            received: 0,
+            rejected: 0,
+            failed: false,
+        }
     }
 }
 
@@ -712,7 +817,13 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(index: usize, seed: u64, config: Config, shared: Arc<Shared>, stop: watch::Receiver<bool>) -> Writer {
+    fn new(
+        index: usize,
+        seed: u64,
+        config: Config,
+        shared: Arc<Shared>,
+        stop: watch::Receiver<bool>,
+    ) -> Writer {
         let stream = seed ^ (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         Writer {
             index,
@@ -757,9 +868,10 @@ impl Writer {
                 Some(c) if !c.client.is_closed() => c,
                 _ => {
                     conn = None;
+                    let mut stop = self.stop.clone();
                     let connected = tokio::select! {
                         r = self.connect() => r,
-                        _ = self.stop.changed() => break,
+                        _ = stop.changed() => break,
                     };
                     match connected {
                         Ok(c) => {
@@ -795,7 +907,11 @@ impl Writer {
                 }
             }
         }
-        tracing::debug!(writer = self.index, open_runs = self.runs.len(), "simulator writer stopped");
+        tracing::debug!(
+            writer = self.index,
+            open_runs = self.runs.len(),
+            "simulator writer stopped"
+        );
     }
 
     /// Connects, makes sure the sources exist and prepares the statements.
@@ -810,7 +926,10 @@ impl Writer {
         ensure_sources(&client).await?;
         let names: Vec<&str> = SOURCES.iter().map(|s| s.name).collect();
         let rows = client
-            .query("select name, id from ingest.sources where name = any($1::text[])", &[&names])
+            .query(
+                "select name, id from ingest.sources where name = any($1::text[])",
+                &[&names],
+            )
             .await
             .context("reading source ids")?;
         let by_name: HashMap<String, i64> = rows
@@ -819,11 +938,21 @@ impl Writer {
             .collect::<Result<_, tokio_postgres::Error>>()?;
         let source_ids = SOURCES
             .iter()
-            .map(|s| by_name.get(s.name).copied().with_context(|| format!("source {} is missing", s.name)))
+            .map(|s| {
+                by_name
+                    .get(s.name)
+                    .copied()
+                    .with_context(|| format!("source {} is missing", s.name))
+            })
             .collect::<Result<Vec<_>>>()?;
         let mut normalize = Vec::with_capacity(SOURCES.len());
         for s in &SOURCES {
-            normalize.push(client.prepare(s.normalize_sql).await.with_context(|| format!("preparing {}'s normalizer", s.name))?);
+            normalize.push(
+                client
+                    .prepare(s.normalize_sql)
+                    .await
+                    .with_context(|| format!("preparing {}'s normalizer", s.name))?,
+            );
         }
         Ok(Conn {
             start_run: client.prepare("insert into ingest.runs (source_id) values ($1::bigint) returning id").await?,
@@ -868,8 +997,13 @@ impl Writer {
     /// Does the next step of one run (starting runs as needed).
     async fn step(&mut self, conn: &mut Conn) -> Result<(), StepError> {
         let now = Instant::now();
-        let schedule = &self.shared.schedule;
-        let active = self.runs.iter().filter(|r| !schedule.stalled(r.source, now)).count();
+        let shared = Arc::clone(&self.shared);
+        let schedule = &shared.schedule;
+        let active = self
+            .runs
+            .iter()
+            .filter(|r| !schedule.stalled(r.source, now))
+            .count();
         if active < RUNS_PER_WRITER {
             if let Some(source) = self.choose_source(now) {
                 let p = &SOURCES[source];
@@ -877,17 +1011,27 @@ impl Writer {
                 self.runs.push(RunState::new(source, n));
             }
         }
-        let runnable: Vec<usize> = (0..self.runs.len()).filter(|&i| !schedule.stalled(self.runs[i].source, now)).collect();
+        let runnable: Vec<usize> = (0..self.runs.len())
+            .filter(|&i| !schedule.stalled(self.runs[i].source, now))
+            .collect();
         if runnable.is_empty() {
             // Everything here is stalled: idle a little without spinning.
-            return if self.sleep(Duration::from_millis(100)).await { Ok(()) } else { Err(StepError::Stopped) };
+            return if self.sleep(Duration::from_millis(100)).await {
+                Ok(())
+            } else {
+                Err(StepError::Stopped)
+            };
         }
         let pick = runnable[self.rng.random_range(0..runnable.len())];
         let mut run = self.runs.swap_remove(pick);
-        let Some(step) = run.steps.pop_front() else { return Ok(()) };
+        let Some(step) = run.steps.pop_front() else {
+            return Ok(());
+        };
         let result = self.exec(conn, &mut run, step).await;
         match &result {
-            Err(StepError::Db(e)) if !(e.is_closed() || conn.client.is_closed() || retryable(e)) => {
+            Err(StepError::Db(e))
+                if !(e.is_closed() || conn.client.is_closed() || retryable(e)) =>
+            {
                 // A statement the database refuses (schema changed, source deleted…): give the run up.
                 tracing::debug!(writer = self.index, run = ?run.id, "abandoning simulated run");
                 return result;
@@ -904,13 +1048,21 @@ impl Writer {
     /// Picks the source of a new run: the most overdue one, else by weight.
     fn choose_source(&mut self, now: Instant) -> Option<usize> {
         let schedule = &self.shared.schedule;
-        let mut last = self.shared.last_start.lock().unwrap_or_else(PoisonError::into_inner);
-        let candidates: Vec<usize> = (0..SOURCES.len()).filter(|&s| !schedule.stalled(s, now)).collect();
+        let mut last = self
+            .shared
+            .last_start
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let candidates: Vec<usize> = (0..SOURCES.len())
+            .filter(|&s| !schedule.stalled(s, now))
+            .collect();
         let overdue = candidates
             .iter()
             .map(|&s| {
                 let due = Duration::from_secs(SOURCES[s].interval_secs) / 2;
-                let ratio = last[s].map_or(f64::INFINITY, |t| now.duration_since(t).as_secs_f64() / due.as_secs_f64());
+                let ratio = last[s].map_or(f64::INFINITY, |t| {
+                    now.duration_since(t).as_secs_f64() / due.as_secs_f64()
+                });
                 (s, ratio)
             })
             .filter(|&(_, ratio)| ratio >= 1.0)
@@ -936,13 +1088,25 @@ impl Writer {
         Some(chosen)
     }
 
-    async fn exec(&mut self, conn: &mut Conn, run: &mut RunState, step: Step) -> Result<(), StepError> {
+    async fn exec(
+        &mut self,
+        conn: &mut Conn,
+        run: &mut RunState,
+        step: Step,
+    ) -> Result<(), StepError> {
         match step {
             Step::Start => {
                 self.permit().await?;
-                let row = conn.client.query_one(&conn.start_run, &[&conn.source_ids[run.source]]).await?;
+                let row = conn
+                    .client
+                    .query_one(&conn.start_run, &[&conn.source_ids[run.source]])
+                    .await?;
                 run.id = Some(row.try_get(0)?);
-                self.shared.record(&SimStats { statements: 1, runs: 1, ..SimStats::default() });
+                self.shared.record(&SimStats {
+                    statements: 1,
+                    runs: 1,
+                    ..SimStats::default()
+                });
                 Ok(())
             }
             Step::Fetch(b) => self.fetch(conn, run, b).await,
@@ -952,14 +1116,21 @@ impl Writer {
                 let Some(run_id) = run.id else { return Ok(()) };
                 let status = if run.failed {
                     "failed"
-                } else if run.received > 0 && run.rejected as f64 / run.received as f64 > PARTIAL_THRESHOLD {
+                } else if run.rejected >= 2
+                    && run.rejected as f64 / run.received.max(1) as f64 > PARTIAL_THRESHOLD
+                {
                     "partial"
                 } else {
                     "succeeded"
                 };
                 self.permit().await?;
-                conn.client.execute(&conn.finish_run, &[&run_id, &status]).await?;
-                self.shared.record(&SimStats { statements: 1, ..SimStats::default() });
+                conn.client
+                    .execute(&conn.finish_run, &[&run_id, &status])
+                    .await?;
+                self.shared.record(&SimStats {
+                    statements: 1,
+                    ..SimStats::default()
+                });
                 Ok(())
             }
         }
@@ -967,15 +1138,31 @@ impl Writer {
 
     /// Fetches one batch: maybe a retry warning, then the records — or a
     /// fetch error that fails the run.
-    async fn fetch(&mut self, conn: &mut Conn, run: &mut RunState, batch: usize) -> Result<(), StepError> {
+    async fn fetch(
+        &mut self,
+        conn: &mut Conn,
+        run: &mut RunState,
+        batch: usize,
+    ) -> Result<(), StepError> {
         let Some(run_id) = run.id else { return Ok(()) };
         let p = &SOURCES[run.source];
         let source_id = conn.source_ids[run.source];
         if self.rng.random_bool(p.fetch_fail_rate) {
             let issue = fetch_error(p.format, &mut self.rng, batch);
             self.permit().await?;
-            insert_issues(&conn.client, &conn.insert_issues, run_id, source_id, &[(None, &issue)]).await?;
-            self.shared.record(&SimStats { statements: 1, errors: 1, ..SimStats::default() });
+            insert_issues(
+                &conn.client,
+                &conn.insert_issues,
+                run_id,
+                source_id,
+                &[(None, &issue)],
+            )
+            .await?;
+            self.shared.record(&SimStats {
+                statements: 1,
+                errors: 1,
+                ..SimStats::default()
+            });
             run.failed = true;
             run.steps.retain(|s| !matches!(s, Step::Fetch(_)));
             return Ok(());
@@ -983,11 +1170,26 @@ impl Writer {
         if self.rng.random_bool(p.retry_warning_rate) {
             let issue = fetch_retry_warning(p.format, &mut self.rng, batch);
             self.permit().await?;
-            insert_issues(&conn.client, &conn.insert_issues, run_id, source_id, &[(None, &issue)]).await?;
-            self.shared.record(&SimStats { statements: 1, warnings: 1, ..SimStats::default() });
+            insert_issues(
+                &conn.client,
+                &conn.insert_issues,
+                run_id,
+                source_id,
+                &[(None, &issue)],
+            )
+            .await?;
+            self.shared.record(&SimStats {
+                statements: 1,
+                warnings: 1,
+                ..SimStats::default()
+            });
         }
         let now = Instant::now();
-        let reject_rate = if self.shared.schedule.bad_minute(run.source, now) { BAD_MINUTE_REJECT_RATE } else { p.reject_rate };
+        let reject_rate = if self.shared.schedule.bad_minute(run.source, now) {
+            BAD_MINUTE_REJECT_RATE
+        } else {
+            p.reject_rate
+        };
         let size = self.rng.random_range(p.batch_size.0..=p.batch_size.1);
         let planned = self.plan_batch(run.source, size, reject_rate);
         let ext_ids: Vec<&str> = planned.iter().map(|r| r.external_id.as_str()).collect();
@@ -995,7 +1197,10 @@ impl Writer {
         self.permit().await?;
         let rows = conn
             .client
-            .query(&conn.insert_records, &[&run_id, &source_id, &ext_ids, &payloads])
+            .query(
+                &conn.insert_records,
+                &[&run_id, &source_id, &ext_ids, &payloads],
+            )
             .await?;
         let mut ids: HashMap<String, i64> = HashMap::with_capacity(rows.len());
         for row in &rows {
@@ -1005,7 +1210,10 @@ impl Writer {
         let mut fetched = Vec::with_capacity(planned.len());
         for r in planned {
             if let Some(&id) = ids.get(&r.external_id) {
-                fetched.push(Fetched { id, outcome: r.outcome });
+                fetched.push(Fetched {
+                    id,
+                    outcome: r.outcome,
+                });
             }
             if recent.len() >= 256 {
                 recent.pop_front();
@@ -1013,7 +1221,11 @@ impl Writer {
             recent.push_back(r.external_id);
         }
         run.received += fetched.len() as u64;
-        self.shared.record(&SimStats { statements: 1, records: rows.len() as u64, ..SimStats::default() });
+        self.shared.record(&SimStats {
+            statements: 1,
+            records: rows.len() as u64,
+            ..SimStats::default()
+        });
         if let Some(slot) = run.batches.get_mut(batch) {
             *slot = Some(fetched);
         }
@@ -1023,28 +1235,37 @@ impl Writer {
     /// Validates (rejects the invalid) or normalizes (writes meetings for the
     /// valid, rejects the unparsable) one batch, in one transaction — which
     /// is, now and then, rolled back on purpose and retried later.
-    async fn process(&mut self, conn: &mut Conn, run: &mut RunState, batch: usize, normalize: bool) -> Result<(), StepError> {
+    async fn process(
+        &mut self,
+        conn: &mut Conn,
+        run: &mut RunState,
+        batch: usize,
+        normalize: bool,
+    ) -> Result<(), StepError> {
         let Some(run_id) = run.id else { return Ok(()) };
-        let Some(Some(records)) = run.batches.get(batch) else { return Ok(()) };
+        let Some(Some(records)) = run.batches.get(batch) else {
+            return Ok(());
+        };
         let source_id = conn.source_ids[run.source];
         let mut good: Vec<i64> = Vec::new();
         let mut bad: Vec<i64> = Vec::new();
-        let mut issues: Vec<(Option<i64>, &Issue)> = Vec::new();
+        let mut owned: Vec<(Option<i64>, Issue)> = Vec::new();
         for r in records {
             match (&r.outcome, normalize) {
                 (Outcome::Reject(issue), _) if (issue.stage == "validate") != normalize => {
                     bad.push(r.id);
-                    issues.push((Some(r.id), issue));
+                    owned.push((Some(r.id), issue.clone()));
                 }
                 (Outcome::Clean(warning), true) => {
                     good.push(r.id);
                     if let Some(w) = warning {
-                        issues.push((Some(r.id), w));
+                        owned.push((Some(r.id), w.clone()));
                     }
                 }
                 _ => {}
             }
         }
+        let issues: Vec<(Option<i64>, &Issue)> = owned.iter().map(|(id, i)| (*id, i)).collect();
         if good.is_empty() && bad.is_empty() {
             return Ok(());
         }
@@ -1063,13 +1284,32 @@ impl Writer {
         };
         if roll_back {
             tx.rollback().await?;
-            self.shared.record(&SimStats { statements: 1, rolled_back: 1, ..SimStats::default() });
+            self.shared.record(&SimStats {
+                statements: 1,
+                rolled_back: 1,
+                ..SimStats::default()
+            });
             let warning = load_retry_warning(&mut self.rng, batch, good.len() + bad.len());
             self.permit().await?;
-            insert_issues(&conn.client, &conn.insert_issues, run_id, source_id, &[(None, &warning)]).await?;
-            self.shared.record(&SimStats { statements: 1, warnings: 1, ..SimStats::default() });
+            insert_issues(
+                &conn.client,
+                &conn.insert_issues,
+                run_id,
+                source_id,
+                &[(None, &warning)],
+            )
+            .await?;
+            self.shared.record(&SimStats {
+                statements: 1,
+                warnings: 1,
+                ..SimStats::default()
+            });
             // The caller keeps the step: push it back so it is retried.
-            run.steps.push_front(if normalize { Step::Normalize(batch) } else { Step::Validate(batch) });
+            run.steps.push_front(if normalize {
+                Step::Normalize(batch)
+            } else {
+                Step::Validate(batch)
+            });
             return Ok(());
         }
         if meetings.is_some() && !issues.is_empty() {
@@ -1082,7 +1322,12 @@ impl Writer {
         statements += 1;
         tx.commit().await?;
         if let Some(m) = meetings.filter(|&m| m != good.len() as u64) {
-            tracing::debug!(writer = self.index, expected = good.len(), inserted = m, "meetings insert count differs");
+            tracing::debug!(
+                writer = self.index,
+                expected = good.len(),
+                inserted = m,
+                "meetings insert count differs"
+            );
         }
         run.rejected += bad.len() as u64;
         self.shared.record(&SimStats {
@@ -1102,7 +1347,10 @@ impl Writer {
         let mut used: HashSet<String> = HashSet::with_capacity(size);
         let mut out = Vec::with_capacity(size);
         for _ in 0..size {
-            let defect = self.rng.random_bool(reject_rate).then(|| pick_weighted(&mut self.rng, p.defects));
+            let defect = self
+                .rng
+                .random_bool(reject_rate)
+                .then(|| pick_weighted(&mut self.rng, p.defects));
             let quirk = (defect.is_none() && self.rng.random_bool(p.warning_rate)).then(|| {
                 match self.rng.random_range(0..3) {
                     0 => Quirk::LongTitle,
@@ -1115,11 +1363,13 @@ impl Writer {
             let mut external_id = None;
             if defect == Some(Defect::Duplicate) {
                 let recent = &self.recent[source];
-                let candidates: Vec<&String> = recent.iter().filter(|id| !used.contains(*id)).collect();
+                let candidates: Vec<&String> =
+                    recent.iter().filter(|id| !used.contains(*id)).collect();
                 if candidates.is_empty() {
                     defect = Some(Defect::MissingField);
                 } else {
-                    external_id = Some(candidates[self.rng.random_range(0..candidates.len())].clone());
+                    external_id =
+                        Some(candidates[self.rng.random_range(0..candidates.len())].clone());
                 }
             }
             let external_id = match external_id {
@@ -1133,8 +1383,19 @@ impl Writer {
             };
             used.insert(external_id.clone());
             let meeting = Meeting::generate(&mut self.rng, defect, quirk);
-            let (payload, outcome) = render(p.format, &meeting, &external_id, defect, quirk, &mut self.rng);
-            out.push(Planned { external_id, payload, outcome });
+            let (payload, outcome) = render(
+                p.format,
+                &meeting,
+                &external_id,
+                defect,
+                quirk,
+                &mut self.rng,
+            );
+            out.push(Planned {
+                external_id,
+                payload,
+                outcome,
+            });
         }
         out
     }
@@ -1144,10 +1405,22 @@ impl Writer {
         self.serial += 1;
         let rng = &mut self.rng;
         match format {
-            Format::Crm => format!("00U{}", random_chars(rng, 15, b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")),
+            Format::Crm => format!(
+                "00U{}",
+                random_chars(
+                    rng,
+                    15,
+                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+                )
+            ),
             Format::Calendar => random_chars(rng, 26, b"0123456789abcdefghijklmnopqrstuv"),
             Format::Zoom => format!("{}", rng.random_range(10_000_000_000_u64..99_999_999_999)),
-            Format::Erp => format!("BK-{}-{}{:06}", Utc::now().year(), self.index, self.serial % 1_000_000),
+            Format::Erp => format!(
+                "BK-{}-{}{:06}",
+                Utc::now().year(),
+                self.index,
+                self.serial % 1_000_000
+            ),
             Format::Legacy => format!("LGC-{}{:07}", self.index, self.serial % 10_000_000),
         }
     }
@@ -1176,7 +1449,16 @@ async fn insert_issues<C: GenericClient>(
     let codes: Vec<&str> = issues.iter().map(|(_, i)| i.code).collect();
     let messages: Vec<&str> = issues.iter().map(|(_, i)| i.message.as_str()).collect();
     let details: Vec<&Value> = issues.iter().map(|(_, i)| &i.details).collect();
-    let params: [&(dyn ToSql + Sync); 8] = [&run_id, &source_id, &raw_ids, &severities, &stages, &codes, &messages, &details];
+    let params: [&(dyn ToSql + Sync); 8] = [
+        &run_id,
+        &source_id,
+        &raw_ids,
+        &severities,
+        &stages,
+        &codes,
+        &messages,
+        &details,
+    ];
     client.execute(statement, &params).await
 }
 
@@ -1210,7 +1492,13 @@ const PEOPLE: [(&str, &str); 16] = [
     ("Aroha Ngata", "aroha.ngata"),
     ("Nguyễn Thị Mai", "mai.nguyen"),
 ];
-const DOMAINS: [&str; 5] = ["acme.example", "globex.example", "initech.example", "umbrella-corp.example", "hooli.example"];
+const DOMAINS: [&str; 5] = [
+    "acme.example",
+    "globex.example",
+    "initech.example",
+    "umbrella-corp.example",
+    "hooli.example",
+];
 const TITLES: [&str; 18] = [
     "Weekly sync, platform team",
     "Q4 planning — budget & headcount",
@@ -1262,7 +1550,13 @@ const ZONES: [(&str, i64); 9] = [
     ("America/Sao_Paulo", -180),
     ("Australia/Sydney", 660),
 ];
-const BAD_ZONES: [&str; 5] = ["Mars/Olympus_Mons", "W. Europe Standard Time", "GMT+25", "CEST+1", "Europe/Berln"];
+const BAD_ZONES: [&str; 5] = [
+    "Mars/Olympus_Mons",
+    "W. Europe Standard Time",
+    "GMT+25",
+    "CEST+1",
+    "Europe/Berln",
+];
 
 /// A meeting before it is rendered in a source's shape.
 #[derive(Debug)]
@@ -1290,16 +1584,25 @@ impl Meeting {
             minutes = -minutes;
         }
         let (name, mailbox) = PEOPLE[rng.random_range(0..PEOPLE.len())];
-        let organizer = (name, format!("{mailbox}@{}", DOMAINS[rng.random_range(0..2)]));
+        let organizer = (
+            name,
+            format!("{mailbox}@{}", DOMAINS[rng.random_range(0..2)]),
+        );
         let count = match defect {
-            Some(Defect::AttendeeLimit) => rng.random_range(ATTENDEE_LIMIT + 1..=ATTENDEE_LIMIT + 60),
+            Some(Defect::AttendeeLimit) => {
+                rng.random_range(ATTENDEE_LIMIT + 1..=ATTENDEE_LIMIT + 60)
+            }
             _ => rng.random_range(1..=12),
         };
         let mut attendees: Vec<String> = (0..count)
             .map(|i| {
                 let (_, mailbox) = PEOPLE[rng.random_range(0..PEOPLE.len())];
                 let domain = DOMAINS[rng.random_range(0..DOMAINS.len())];
-                if count > 16 { format!("guest{i}@{domain}") } else { format!("{mailbox}@{domain}") }
+                if count > 16 {
+                    format!("guest{i}@{domain}")
+                } else {
+                    format!("{mailbox}@{domain}")
+                }
             })
             .collect();
         attendees.sort();
@@ -1313,7 +1616,9 @@ impl Meeting {
         if quirk == Some(Quirk::LongTitle) {
             title.push_str(" — pasted agenda: ");
             while title.chars().count() <= TITLE_LIMIT + 20 {
-                title.push_str(DESCRIPTIONS[rng.random_range(0..DESCRIPTIONS.len())].replace('\n', " "));
+                title.push_str(
+                    &DESCRIPTIONS[rng.random_range(0..DESCRIPTIONS.len())].replace('\n', " "),
+                );
                 title.push_str("; ");
             }
         }
@@ -1345,7 +1650,12 @@ impl Meeting {
     fn local_rfc3339(&self, t: NaiveDateTime) -> String {
         let off = self.zone.1;
         let sign = if off < 0 { '-' } else { '+' };
-        format!("{}{sign}{:02}:{:02}", t.format("%Y-%m-%dT%H:%M:%S"), off.abs() / 60, off.abs() % 60)
+        format!(
+            "{}{sign}{:02}:{:02}",
+            t.format("%Y-%m-%dT%H:%M:%S"),
+            off.abs() / 60,
+            off.abs() % 60
+        )
     }
 }
 
@@ -1407,7 +1717,11 @@ fn fields(format: Format) -> Fields {
 /// "Owner.Email" for ("/Owner", "Email").
 fn field_name((parent, key): (&str, &str)) -> String {
     let parent = parent.trim_start_matches('/').replace('/', ".");
-    if parent.is_empty() { key.to_string() } else { format!("{parent}.{key}") }
+    if parent.is_empty() {
+        key.to_string()
+    } else {
+        format!("{parent}.{key}")
+    }
 }
 
 fn get_field<'a>(v: &'a Value, (parent, key): (&str, &str)) -> Option<&'a Value> {
@@ -1429,7 +1743,14 @@ fn remove_field(v: &mut Value, (parent, key): (&str, &str)) -> Option<Value> {
 
 /// Renders `m` in `format`'s shape, applies the defect or quirk, and says
 /// what becomes of the record.
-fn render(format: Format, m: &Meeting, external_id: &str, defect: Option<Defect>, quirk: Option<Quirk>, rng: &mut StdRng) -> (Value, Outcome) {
+fn render(
+    format: Format,
+    m: &Meeting,
+    external_id: &str,
+    defect: Option<Defect>,
+    quirk: Option<Quirk>,
+    rng: &mut StdRng,
+) -> (Value, Outcome) {
     let mut v = render_clean(format, m, external_id, rng);
     let f = fields(format);
     if let Some(defect) = defect {
@@ -1484,8 +1805,8 @@ fn render_clean(format: Format, m: &Meeting, external_id: &str, rng: &mut StdRng
             "Location": m.location,
             "Description": m.description,
             "Owner": { "Name": m.organizer.0, "Email": m.organizer.1 },
-            "Attendees": m.attendees.iter().map(|a| json!({ "Email": a, "Status": ["Accepted", "New", "Declined"][rng.random_range(0..3)] })).collect::<Vec<_>>(),
-            "AccountName": ["Müller & Söhne GmbH", "O'Brien & Sons, Ltd.", "Globex, Inc.", "株式会社サンプル"][rng.random_range(0..4)],
+            "Attendees": m.attendees.iter().map(|a| json!({ "Email": a, "Status": pick(rng, &["Accepted", "New", "Declined"]) })).collect::<Vec<_>>(),
+            "AccountName": pick(rng, &["Müller & Söhne GmbH", "O'Brien & Sons, Ltd.", "Globex, Inc.", "株式会社サンプル"]),
             "IsPrivate": rng.random_bool(0.1),
         }),
         Format::Calendar => json!({
@@ -1499,7 +1820,7 @@ fn render_clean(format: Format, m: &Meeting, external_id: &str, rng: &mut StdRng
             "start": { "dateTime": m.local_rfc3339(m.local_start), "timeZone": m.zone.0 },
             "end": { "dateTime": m.local_rfc3339(m.local_end()), "timeZone": m.zone.0 },
             "organizer": { "email": m.organizer.1, "displayName": m.organizer.0 },
-            "attendees": m.attendees.iter().map(|a| json!({ "email": a, "responseStatus": ["accepted", "needsAction", "tentative"][rng.random_range(0..3)] })).collect::<Vec<_>>(),
+            "attendees": m.attendees.iter().map(|a| json!({ "email": a, "responseStatus": pick(rng, &["accepted", "needsAction", "tentative"]) })).collect::<Vec<_>>(),
             "hangoutLink": format!("https://meet.example/{}", &external_id[..10.min(external_id.len())]),
             "sequence": rng.random_range(0..4),
         }),
@@ -1526,7 +1847,7 @@ fn render_clean(format: Format, m: &Meeting, external_id: &str, rng: &mut StdRng
         }),
         Format::Erp => json!({
             "BOOKING_NO": external_id,
-            "ROOM": ["MUC-3.14", "BER-1.02", "VIE-EG-07", "NYC-22A", "TYO-5F-B"][rng.random_range(0..5)],
+            "ROOM": pick(rng, &["MUC-3.14", "BER-1.02", "VIE-EG-07", "NYC-22A", "TYO-5F-B"]),
             "SUBJECT": m.title,
             "START_UTC": start_utc.format("%Y-%m-%d %H:%M:%S").to_string(),
             "END_UTC": end_utc.format("%Y-%m-%d %H:%M:%S").to_string(),
@@ -1554,8 +1875,22 @@ fn render_clean(format: Format, m: &Meeting, external_id: &str, rng: &mut StdRng
 }
 
 /// Breaks `v` as `defect` says and returns the `ingest.errors` row for it.
-fn apply_defect(format: Format, f: &Fields, v: &mut Value, m: &Meeting, external_id: &str, defect: Defect, rng: &mut StdRng) -> Issue {
-    let error = |stage, code, message: String, details: Value| Issue { severity: "error", stage, code, message, details };
+fn apply_defect(
+    format: Format,
+    f: &Fields,
+    v: &mut Value,
+    m: &Meeting,
+    external_id: &str,
+    defect: Defect,
+    rng: &mut StdRng,
+) -> Issue {
+    let error = |stage, code, message: String, details: Value| Issue {
+        severity: "error",
+        stage,
+        code,
+        message,
+        details,
+    };
     match defect {
         Defect::MissingField => {
             let field = [f.title, f.start, f.organizer][rng.random_range(0..3)];
@@ -1578,11 +1913,18 @@ fn apply_defect(format: Format, f: &Fields, v: &mut Value, m: &Meeting, external
             };
             set_field(v, f.zone, Value::from(value.clone()));
             let name = field_name(f.zone);
-            error("normalize", "E_TZ_INVALID", format!("unknown time zone or offset in {name}: \"{value}\""), json!({ "field": name, "value": value }))
+            error(
+                "normalize",
+                "E_TZ_INVALID",
+                format!("unknown time zone or offset in {name}: \"{value}\""),
+                json!({ "field": name, "value": value }),
+            )
         }
         Defect::DateParse => {
             let value = match format {
-                Format::Legacy => ["31.02.2026", "2026-11-26", "26.11.26", "TBD"][rng.random_range(0..4)].to_string(),
+                Format::Legacy => ["31.02.2026", "2026-11-26", "26.11.26", "TBD"]
+                    [rng.random_range(0..4)]
+                .to_string(),
                 _ => [
                     format!("{}-11-31 09:00:00", Utc::now().year()),
                     m.utc_start().format("%d/%m/%Y %H:%M").to_string(),
@@ -1592,7 +1934,12 @@ fn apply_defect(format: Format, f: &Fields, v: &mut Value, m: &Meeting, external
             };
             set_field(v, f.start, Value::from(value.clone()));
             let name = field_name(f.start);
-            error("normalize", "E_DATE_PARSE", format!("cannot parse {name} \"{value}\" as a date"), json!({ "field": name, "value": value }))
+            error(
+                "normalize",
+                "E_DATE_PARSE",
+                format!("cannot parse {name} \"{value}\" as a date"),
+                json!({ "field": name, "value": value }),
+            )
         }
         Defect::Duplicate => error(
             "validate",
@@ -1603,17 +1950,25 @@ fn apply_defect(format: Format, f: &Fields, v: &mut Value, m: &Meeting, external
         Defect::AttendeeLimit => error(
             "validate",
             "E_ATTENDEE_LIMIT",
-            format!("meeting has {} attendees, the limit is {ATTENDEE_LIMIT}", m.attendees.len()),
+            format!(
+                "meeting has {} attendees, the limit is {ATTENDEE_LIMIT}",
+                m.attendees.len()
+            ),
             json!({ "field": "attendees", "value": m.attendees.len(), "limit": ATTENDEE_LIMIT }),
         ),
         Defect::EndBeforeStart => {
             let end = get_field(v, f.end).cloned().unwrap_or(Value::Null);
             let start = get_field(v, f.start).cloned().unwrap_or(Value::Null);
             let name = field_name(f.end);
+            let message = if format == Format::Zoom {
+                format!("{name} is {end} minutes: the meeting ends before it starts")
+            } else {
+                format!("{name} {end} is before the start {start}")
+            };
             error(
                 "validate",
                 "E_END_BEFORE_START",
-                format!("{name} {end} is before the start {start}"),
+                message,
                 json!({ "field": name, "value": end, "start": start }),
             )
         }
@@ -1629,7 +1984,7 @@ fn fetch_error(format: Format, rng: &mut StdRng, batch: usize) -> Issue {
             format!("GET /services/data/v59.0/query?q=SELECT+…+FROM+Event (page {page}) timed out after 30s"),
             json!({ "page": page, "timeout_s": 30 }),
         ),
-        (Format::Crm | Format::Calendar, _) => (
+        (Format::Crm, _) | (Format::Calendar, 0) => (
             "E_HTTP_503",
             format!("GET page {page} answered 503 Service Unavailable after 3 attempts"),
             json!({ "page": page, "status": 503, "attempts": 3 }),
@@ -1665,7 +2020,13 @@ fn fetch_error(format: Format, rng: &mut StdRng, batch: usize) -> Issue {
             json!({ "user": "ingest", "method": "publickey" }),
         ),
     };
-    Issue { severity: "error", stage: "fetch", code, message, details }
+    Issue {
+        severity: "error",
+        stage: "fetch",
+        code,
+        message,
+        details,
+    }
 }
 
 /// A transient fetch problem that was retried.
@@ -1679,21 +2040,37 @@ fn fetch_retry_warning(format: Format, rng: &mut StdRng, batch: usize) -> Issue 
         ),
         _ => (
             "W_HTTP_RETRY",
-            format!("429 Too Many Requests on page {}; retried after {wait}s", batch + 1),
+            format!(
+                "429 Too Many Requests on page {}; retried after {wait}s",
+                batch + 1
+            ),
             json!({ "page": batch + 1, "status": 429, "retry_after_s": wait }),
         ),
     };
-    Issue { severity: "warning", stage: "fetch", code, message, details }
+    Issue {
+        severity: "warning",
+        stage: "fetch",
+        code,
+        message,
+        details,
+    }
 }
 
 /// Logged after a deliberately rolled-back load transaction.
 fn load_retry_warning(rng: &mut StdRng, batch: usize, rows: usize) -> Issue {
-    let (sqlstate, what) = if rng.random_bool(0.5) { ("40P01", "deadlock detected") } else { ("40001", "could not serialize access") };
+    let (sqlstate, what) = if rng.random_bool(0.5) {
+        ("40P01", "deadlock detected")
+    } else {
+        ("40001", "could not serialize access")
+    };
     Issue {
         severity: "warning",
         stage: "load",
         code: "W_LOAD_RETRY",
-        message: format!("{what} while loading batch {}; transaction rolled back, batch will be retried", batch + 1),
+        message: format!(
+            "{what} while loading batch {}; transaction rolled back, batch will be retried",
+            batch + 1
+        ),
         details: json!({ "batch": batch + 1, "rows": rows, "sqlstate": sqlstate }),
     }
 }
@@ -1710,8 +2087,15 @@ fn pick_weighted(rng: &mut StdRng, items: &[(Defect, u32)]) -> Defect {
     Defect::MissingField
 }
 
+/// A random element of a non-empty slice.
+fn pick<T: Copy>(rng: &mut StdRng, items: &[T]) -> T {
+    items[rng.random_range(0..items.len())]
+}
+
 fn random_chars(rng: &mut StdRng, n: usize, alphabet: &[u8]) -> String {
-    (0..n).map(|_| char::from(alphabet[rng.random_range(0..alphabet.len())])).collect()
+    (0..n)
+        .map(|_| char::from(alphabet[rng.random_range(0..alphabet.len())]))
+        .collect()
 }
 
 #[cfg(test)]
@@ -1725,9 +2109,12 @@ mod tests {
         let b = Schedule::new(7, start);
         assert_eq!(format!("{:?}", a.bursts), format!("{:?}", b.bursts));
         assert!(!a.stalls.is_empty());
-        let legacy = SOURCES.iter().position(|s| s.stalls).expect("a stalling source");
+        let legacy = SOURCES
+            .iter()
+            .position(|s| s.stalls)
+            .expect("a stalling source");
         for w in &a.stalls {
-            assert!(w.to - w.from > Duration::from_secs(SOURCES[legacy].interval_secs * 2));
+            assert!(w.to - w.from >= Duration::from_secs(SOURCES[legacy].interval_secs * 2));
         }
         assert!(a.stalled(legacy, start + a.stalls[0].from + Duration::from_secs(1)));
         assert!(!a.stalled(0, start + a.stalls[0].from + Duration::from_secs(1)));
@@ -1737,15 +2124,28 @@ mod tests {
     #[test]
     fn every_defect_and_quirk_renders_with_a_matching_issue() {
         let mut rng = StdRng::seed_from_u64(1);
-        let defects = [Defect::MissingField, Defect::TzInvalid, Defect::DateParse, Defect::Duplicate, Defect::AttendeeLimit, Defect::EndBeforeStart];
-        let quirks = [Quirk::LongTitle, Quirk::MissingEnd, Quirk::DuplicateAttendee];
+        let defects = [
+            Defect::MissingField,
+            Defect::TzInvalid,
+            Defect::DateParse,
+            Defect::Duplicate,
+            Defect::AttendeeLimit,
+            Defect::EndBeforeStart,
+        ];
+        let quirks = [
+            Quirk::LongTitle,
+            Quirk::MissingEnd,
+            Quirk::DuplicateAttendee,
+        ];
         for p in &SOURCES {
             for d in defects {
                 let m = Meeting::generate(&mut rng, Some(d), None);
                 let (v, outcome) = render(p.format, &m, "X-1", Some(d), None, &mut rng);
                 assert!(v.is_object());
                 match outcome {
-                    Outcome::Reject(i) => assert!(i.code.starts_with("E_") && i.details.get("field").is_some()),
+                    Outcome::Reject(i) => {
+                        assert!(i.code.starts_with("E_") && i.details.get("field").is_some())
+                    }
                     Outcome::Clean(_) => panic!("{d:?} must reject"),
                 }
             }

@@ -18,12 +18,21 @@ pub struct KpiQuery {
 
 /// `GET /api/kpis?window=5m` — the figures of one window, in total and per
 /// source, with the exact `[from, to)` they cover and the seq they include.
-pub async fn kpis(State(st): State<AppState>, Query(q): Query<KpiQuery>) -> Result<Json<WindowKpis>, AppError> {
+pub async fn kpis(
+    State(st): State<AppState>,
+    Query(q): Query<KpiQuery>,
+) -> Result<Json<WindowKpis>, AppError> {
     let name = q.window.as_deref().unwrap_or("5m");
-    let window = Window::parse(name)
-        .ok_or_else(|| AppError::invalid("window", format!("unknown window {name:?}; use 1m, 5m, 1h or 24h")))?;
+    let window = Window::parse(name).ok_or_else(|| {
+        AppError::invalid(
+            "window",
+            format!("unknown window {name:?}; use 1m, 5m, 1h or 24h"),
+        )
+    })?;
     if !st.status.warm.load(std::sync::atomic::Ordering::Acquire) {
         return Err(AppError::Unavailable("live figures are warming up".into()));
     }
-    Ok(Json(st.live.kpis(window, chrono::Utc::now().timestamp_millis())))
+    Ok(Json(
+        st.live.kpis(window, chrono::Utc::now().timestamp_millis()),
+    ))
 }

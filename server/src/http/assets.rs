@@ -52,7 +52,10 @@ async fn serve(st: &AppState, path: &str) -> Response {
             let mut resp = (StatusCode::OK, bytes).into_response();
             let h = resp.headers_mut();
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
-            h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+            h.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(CSP),
+            );
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             resp
         }

@@ -15,7 +15,10 @@ pub async fn healthz() -> impl IntoResponse {
 
 /// `GET /readyz` — 200 once the listener is connected and the aggregates are warm.
 pub async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
-    let connected = st.status.connected.load(std::sync::atomic::Ordering::Acquire);
+    let connected = st
+        .status
+        .connected
+        .load(std::sync::atomic::Ordering::Acquire);
     let warm = st.status.warm.load(std::sync::atomic::Ordering::Acquire);
     let body = Json(json!({
         "ready": connected && warm,
@@ -23,19 +26,31 @@ pub async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
         "warm": warm,
         "seq": st.live.seq(),
     }));
-    let status = if connected && warm { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if connected && warm {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, body)
 }
 
 /// `GET /metrics` — Prometheus text format.
 pub async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
     if let Ok(client) = st.pool.get().await {
-        if let Ok(row) = client.query_one("select pg_notification_queue_usage()", &[]).await {
-            st.metrics.notification_queue_usage.set(row.get::<_, f64>(0));
+        if let Ok(row) = client
+            .query_one("select pg_notification_queue_usage()", &[])
+            .await
+        {
+            st.metrics
+                .notification_queue_usage
+                .set(row.get::<_, f64>(0));
         }
     }
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         st.metrics.render(),
     )
 }

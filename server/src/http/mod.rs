@@ -28,7 +28,10 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .fallback(not_found)
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)));
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ));
     Router::new()
         .route("/ws", get(ws::upgrade))
         .merge(api)
@@ -47,5 +50,8 @@ pub fn app(state: AppState) -> Router {
 }
 
 async fn not_found() -> impl IntoResponse {
-    (StatusCode::NOT_FOUND, Json(envelope("not_found", "no such route")))
+    (
+        StatusCode::NOT_FOUND,
+        Json(envelope("not_found", "no such route")),
+    )
 }

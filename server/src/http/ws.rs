@@ -87,8 +87,15 @@ impl Connection {
         let end = self.serve().await;
         self.st.hub.remove(self.sub.id);
         if let End::Close(code, reason) = end {
-            let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
-            let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.send(Message::Close(Some(frame)))).await;
+            let frame = CloseFrame {
+                code,
+                reason: Utf8Bytes::from_static(reason),
+            };
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                self.socket.send(Message::Close(Some(frame))),
+            )
+            .await;
         }
     }
 
@@ -164,7 +171,8 @@ impl Connection {
     }
 
     async fn send_json(&mut self, v: &Value) -> Result<(), ()> {
-        self.write(Message::Text(Utf8Bytes::from(v.to_string()))).await
+        self.write(Message::Text(Utf8Bytes::from(v.to_string())))
+            .await
     }
 
     async fn write_item(&mut self, item: Outgoing) -> Result<(), ()> {
@@ -178,7 +186,8 @@ impl Connection {
                 if !self.topics.contains(&Topic::Events) {
                     return Ok(());
                 }
-                let fresh: Vec<&(i64, Utf8Bytes)> = batch.iter().filter(|(s, _)| *s > self.last_seq).collect();
+                let fresh: Vec<&(i64, Utf8Bytes)> =
+                    batch.iter().filter(|(s, _)| *s > self.last_seq).collect();
                 if fresh.is_empty() {
                     return Ok(());
                 }
@@ -205,15 +214,25 @@ impl Connection {
     /// Handles one client frame; errors answer with an error frame and change nothing.
     async fn on_text(&mut self, text: &str) -> Result<(), End> {
         if text.len() > self.st.options.ws_max_frame {
-            let msg = format!("frame of {} bytes exceeds the limit of {}", text.len(), self.st.options.ws_max_frame);
+            let msg = format!(
+                "frame of {} bytes exceeds the limit of {}",
+                text.len(),
+                self.st.options.ws_max_frame
+            );
             return self.refuse("frame_too_large", &msg).await;
         }
         let v: Value = match serde_json::from_str(text) {
             Ok(v) => v,
-            Err(e) => return self.refuse("invalid_json", &format!("malformed JSON: {e}")).await,
+            Err(e) => {
+                return self
+                    .refuse("invalid_json", &format!("malformed JSON: {e}"))
+                    .await
+            }
         };
         let Some(op) = v.get("op").and_then(Value::as_str) else {
-            return self.refuse("invalid_frame", "a frame needs a string field `op`").await;
+            return self
+                .refuse("invalid_frame", "a frame needs a string field `op`")
+                .await;
         };
         match op {
             "ping" => {
@@ -225,13 +244,19 @@ impl Connection {
                     Ok(t) => t,
                     Err((code, msg)) => return self.refuse(code, &msg).await,
                 };
-                let since = match v.get("since") {
-                    None | Some(Value::Null) => None,
-                    Some(s) => match s.as_i64() {
-                        Some(n) if n >= 0 && op == "subscribe" => Some(n),
-                        _ => return self.refuse("invalid_since", "`since` must be a non-negative integer seq (subscribe only)").await,
-                    },
-                };
+                let since =
+                    match v.get("since") {
+                        None | Some(Value::Null) => None,
+                        Some(s) => match s.as_i64() {
+                            Some(n) if n >= 0 && op == "subscribe" => Some(n),
+                            _ => return self
+                                .refuse(
+                                    "invalid_since",
+                                    "`since` must be a non-negative integer seq (subscribe only)",
+                                )
+                                .await,
+                        },
+                    };
                 if op == "subscribe" {
                     self.subscribe(&topics, since).await
                 } else {
@@ -252,13 +277,16 @@ impl Connection {
     async fn refuse(&mut self, code: &str, message: &str) -> Result<(), End> {
         self.st.metrics.ws_bad_frames.inc();
         tracing::debug!(client = self.sub.id, code, "client frame refused");
-        self.send_json(&error_frame(code, message)).await.map_err(|()| End::Gone)
+        self.send_json(&error_frame(code, message))
+            .await
+            .map_err(|()| End::Gone)
     }
 
     async fn ack(&mut self, kind: &str, topics: &[Topic]) -> Result<(), End> {
         let names: Vec<&str> = topics.iter().map(|t| t.name()).collect();
         let current: Vec<&str> = self.topics.iter().map(|t| t.name()).collect();
-        let frame = json!({"type": kind, "topics": names, "active": current, "seq": self.st.live.seq()});
+        let frame =
+            json!({"type": kind, "topics": names, "active": current, "seq": self.st.live.seq()});
         self.send_json(&frame).await.map_err(|()| End::Gone)
     }
 
@@ -295,44 +323,61 @@ impl Connection {
                 Err(e) => {
                     tracing::warn!(error = %e, "catch-up read for a subscriber failed");
                     self.topics.remove(&Topic::Events);
-                    return self.refuse("unavailable", "could not read past events; subscribe again shortly").await;
+                    return self
+                        .refuse(
+                            "unavailable",
+                            "could not read past events; subscribe again shortly",
+                        )
+                        .await;
                 }
             };
             let names = self.st.live.source_names();
-            let frames: Arc<[(i64, Utf8Bytes)]> =
-                events.iter().map(|e| (e.seq, Utf8Bytes::from(e.frame(&names)))).collect();
+            let frames: Arc<[(i64, Utf8Bytes)]> = events
+                .iter()
+                .map(|e| (e.seq, Utf8Bytes::from(e.frame(&names))))
+                .collect();
             let last = events.last().map_or(upto, |e| e.seq);
-            self.write_item(Outgoing::Events(frames)).await.map_err(|()| End::Gone)?;
+            self.write_item(Outgoing::Events(frames))
+                .await
+                .map_err(|()| End::Gone)?;
             self.last_seq = self.last_seq.max(last);
             if events.len() < 1_000 {
                 self.last_seq = self.last_seq.max(upto);
             }
         }
     }
-
 }
 
 /// Reads delivered events in `(after, upto]` from the outbox, at most 1,000.
-async fn read_outbox(pool: &deadpool_postgres::Pool, after: i64, upto: i64) -> anyhow::Result<Vec<Event>> {
+async fn read_outbox(
+    pool: &deadpool_postgres::Pool,
+    after: i64,
+    upto: i64,
+) -> anyhow::Result<Vec<Event>> {
     {
         let client = pool.get().await?;
         let sql = format!("select {COLUMNS} from monitor.events where seq > $1 and seq <= $2 order by seq limit 1000");
         let rows = client.query(&sql, &[&after, &upto]).await?;
-        rows.iter().map(|r| Event::from_row(r, 0).map_err(Into::into)).collect()
+        rows.iter()
+            .map(|r| Event::from_row(r, 0).map_err(Into::into))
+            .collect()
     }
 }
 
 impl Connection {
-
     /// The queue overflowed and is now drained: say so, then resubscribe from
     /// where the client is (a fresh KPI snapshot; events after the last written).
     async fn resync(&mut self) -> Result<(), End> {
         let now = Instant::now();
-        self.resyncs.retain(|t| now.duration_since(*t) < Duration::from_secs(60));
+        self.resyncs
+            .retain(|t| now.duration_since(*t) < Duration::from_secs(60));
         self.resyncs.push(now);
         if self.resyncs.len() > MAX_RESYNCS_PER_MINUTE {
             self.st.metrics.ws_closed_slow.inc();
-            return Err(End::Close(CLOSE_SLOW, "too slow: queue overflowed repeatedly"));
+            return Err(End::Close(
+                CLOSE_SLOW,
+                "too slow: queue overflowed repeatedly",
+            ));
         }
         self.sub.clear_overflow();
         let topics: Vec<Topic> = self.topics.iter().copied().collect();
@@ -351,7 +396,10 @@ impl Connection {
 
 fn parse_topics(v: &Value) -> Result<Vec<Topic>, (&'static str, String)> {
     let Some(list) = v.get("topics").and_then(Value::as_array) else {
-        return Err(("invalid_frame", "`topics` must be an array of topic names".into()));
+        return Err((
+            "invalid_frame",
+            "`topics` must be an array of topic names".into(),
+        ));
     };
     if list.is_empty() || list.len() > 16 {
         return Err(("invalid_frame", "`topics` must name 1 to 16 topics".into()));
@@ -364,7 +412,10 @@ fn parse_topics(v: &Value) -> Result<Vec<Topic>, (&'static str, String)> {
             Some(_) => {}
             None => {
                 let shown: String = t.to_string().chars().take(64).collect();
-                return Err(("unknown_topic", format!("unknown topic {shown}; available: kpis, events")));
+                return Err((
+                    "unknown_topic",
+                    format!("unknown topic {shown}; available: kpis, events"),
+                ));
             }
         }
     }

@@ -63,7 +63,10 @@ mod tests {
         let a = json!({"5m": {"total": {"received": 1, "lag": {"p50": 3}}, "sources": {"a": 1, "b": 2}}, "x": [1]});
         let b = json!({"5m": {"total": {"received": 2, "lag": {"p50": 3}}, "sources": {"a": 1, "c": 5}}, "x": [1, 2]});
         let p = diff(&a, &b).expect("differs");
-        assert_eq!(p, json!({"5m": {"total": {"received": 2}, "sources": {"b": null, "c": 5}}, "x": [1, 2]}));
+        assert_eq!(
+            p,
+            json!({"5m": {"total": {"received": 2}, "sources": {"b": null, "c": 5}}, "x": [1, 2]})
+        );
         let mut t = a.clone();
         apply(&mut t, &p);
         assert_eq!(t, b);

@@ -157,7 +157,14 @@ impl Hub {
     pub fn subscriber(&self, cap: usize) -> (Arc<Subscriber>, mpsc::Receiver<Outgoing>) {
         let (tx, rx) = mpsc::channel(cap.max(1));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        (Arc::new(Subscriber { id, tx, overflowed: AtomicBool::new(false) }), rx)
+        (
+            Arc::new(Subscriber {
+                id,
+                tx,
+                overflowed: AtomicBool::new(false),
+            }),
+            rx,
+        )
     }
 
     /// Highest seq published on `events`.
@@ -187,8 +194,10 @@ impl Hub {
         if events.is_empty() {
             return;
         }
-        let frames: Arc<[(i64, Utf8Bytes)]> =
-            events.iter().map(|e| (e.seq, Utf8Bytes::from(e.frame(names)))).collect();
+        let frames: Arc<[(i64, Utf8Bytes)]> = events
+            .iter()
+            .map(|e| (e.seq, Utf8Bytes::from(e.frame(names))))
+            .collect();
         let mut log = lock(&self.events);
         for f in frames.iter() {
             log.ring.push_back(f.clone());
@@ -199,7 +208,8 @@ impl Hub {
                 log.evicted_upto = seq;
             }
         }
-        let subs: Vec<Arc<Subscriber>> = self.event_subs.iter().map(|s| s.value().clone()).collect();
+        let subs: Vec<Arc<Subscriber>> =
+            self.event_subs.iter().map(|s| s.value().clone()).collect();
         for sub in subs {
             self.send(&sub, Outgoing::Events(frames.clone()));
         }
@@ -210,10 +220,16 @@ impl Hub {
     pub fn resume_events(&self, sub: &Arc<Subscriber>, since: i64) -> Resume {
         let log = lock(&self.events);
         if since < log.evicted_upto {
-            return Resume::NeedOutbox { upto: log.evicted_upto };
+            return Resume::NeedOutbox {
+                upto: log.evicted_upto,
+            };
         }
-        let backlog: Arc<[(i64, Utf8Bytes)]> =
-            log.ring.iter().filter(|(s, _)| *s > since).cloned().collect();
+        let backlog: Arc<[(i64, Utf8Bytes)]> = log
+            .ring
+            .iter()
+            .filter(|(s, _)| *s > since)
+            .cloned()
+            .collect();
         if !backlog.is_empty() && !self.send(sub, Outgoing::Events(backlog)) {
             return Resume::Registered; // overflowed already: the connection resyncs it
         }
@@ -242,7 +258,8 @@ impl Hub {
     pub fn subscribe_kpis(&self, sub: &Arc<Subscriber>) {
         let feed = lock(&self.kpis);
         let frame = Utf8Bytes::from(
-            json!({"type": "snapshot", "topic": "kpis", "seq": feed.seq, "data": feed.data}).to_string(),
+            json!({"type": "snapshot", "topic": "kpis", "seq": feed.seq, "data": feed.data})
+                .to_string(),
         );
         if self.send(sub, Outgoing::Kpis(frame)) {
             self.kpi_subs.insert(sub.id, sub.clone());

@@ -111,7 +111,10 @@ impl Listener {
         cfg.application_name(APPLICATION_NAME);
         cfg.connect_timeout(Duration::from_secs(5));
         cfg.keepalives_idle(Duration::from_secs(10));
-        let (client, mut connection) = cfg.connect(NoTls).await.context("connecting the listener")?;
+        let (client, mut connection) = cfg
+            .connect(NoTls)
+            .await
+            .context("connecting the listener")?;
         let doorbell = Arc::new(Notify::new());
         let (closed_tx, closed) = oneshot::channel();
         let bell = doorbell.clone();
@@ -137,20 +140,37 @@ impl Listener {
             .batch_execute(&format!("listen {CHANNEL}"))
             .await
             .context("LISTEN")?;
-        Ok(Conn { client, doorbell, closed })
+        Ok(Conn {
+            client,
+            doorbell,
+            closed,
+        })
     }
 
     /// One connection's life: connect, LISTEN, warm up once, then read on
     /// every doorbell until the connection drops.
-    async fn session(&self, seq: &mut Option<Sequencer>, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    async fn session(
+        &self,
+        seq: &mut Option<Sequencer>,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
         let mut conn = self.connect().await?;
         self.status.connected.store(true, Ordering::Release);
         self.metrics.listener_connected.set(1);
         if seq.is_none() {
             *seq = Some(self.warm_up(&mut conn.client).await?);
         }
-        let Some(seq) = seq.as_mut() else { return Ok(()) };
-        let read = conn.client.prepare(&READ_SQL.replace("COLS", COLUMNS)).await?;
+        let Some(seq) = seq.as_mut() else {
+            return Ok(());
+        };
+        // A source change seen just before a previous connection dropped may
+        // not have been loaded: reload on every (re)connect.
+        self.live
+            .set_sources(db::warm::sources(&conn.client).await?);
+        let read = conn
+            .client
+            .prepare(&READ_SQL.replace("COLS", COLUMNS))
+            .await?;
         let mut catching_up = true;
         loop {
             let full = self.step(&conn.client, &read, seq, catching_up).await?;
@@ -158,7 +178,11 @@ impl Listener {
                 continue;
             }
             catching_up = false;
-            let wait = if seq.open_holes() > 0 { HOLE_POLL } else { IDLE_POLL };
+            let wait = if seq.open_holes() > 0 {
+                HOLE_POLL
+            } else {
+                IDLE_POLL
+            };
             tokio::select! {
                 () = conn.doorbell.notified() => {}
                 () = tokio::time::sleep(wait) => {}
@@ -170,11 +194,16 @@ impl Listener {
 
     async fn warm_up(&self, client: &mut tokio_postgres::Client) -> anyhow::Result<Sequencer> {
         let started = std::time::Instant::now();
-        let d0 = db::warm::settle(client).await.context("warm-up: settling")?;
+        let d0 = db::warm::settle(client)
+            .await
+            .context("warm-up: settling")?;
         let now_sec = chrono::Utc::now().timestamp();
-        let warm = db::warm::load(client, d0, now_sec).await.context("warm-up: loading")?;
+        let warm = db::warm::load(client, d0, now_sec)
+            .await
+            .context("warm-up: loading")?;
         let rows = warm.contributions.len();
-        self.live.reset(warm.sources, &warm.contributions, d0, now_sec);
+        self.live
+            .reset(warm.sources, &warm.contributions, d0, now_sec);
         self.hub.start_at(d0);
         self.status.warm.store(true, Ordering::Release);
         tracing::info!(
@@ -198,7 +227,9 @@ impl Listener {
     ) -> anyhow::Result<bool> {
         let plan = seq.plan();
         let after = plan.after.unwrap_or(i64::MAX);
-        let rows = client.query(read, &[&after, &READ_LIMIT, &plan.holes]).await?;
+        let rows = client
+            .query(read, &[&after, &READ_LIMIT, &plan.holes])
+            .await?;
         let xmin: i64 = rows.first().map_or(0, |r| r.get(0));
         let mut events = Vec::with_capacity(rows.len());
         for r in &rows {
@@ -211,6 +242,15 @@ impl Listener {
             self.metrics.catchup_events.inc_by(events.len() as u64);
         }
         let fed = seq.feed(&plan, events, xmin);
+        // Apply before any further I/O: the sequencer now counts these events
+        // as seen, so a connection lost below must not skip their KPIs.
+        if !fed.apply.is_empty() {
+            let now_sec = chrono::Utc::now().timestamp();
+            for e in &fed.apply {
+                self.live.apply(&e.contributions(), now_sec);
+            }
+            self.metrics.events_applied.inc_by(fed.apply.len() as u64);
+        }
         if fed.needs_marker {
             let marker: i64 = client
                 .query_one("select pg_current_xact_id()::text::bigint", &[])
@@ -218,15 +258,8 @@ impl Listener {
                 .get(0);
             seq.set_marker(marker);
         }
-        if !fed.apply.is_empty() {
-            let now_sec = chrono::Utc::now().timestamp();
-            for e in &fed.apply {
-                self.live.apply(&e.contributions(), now_sec);
-            }
-            self.metrics.events_applied.inc_by(fed.apply.len() as u64);
-            if fed.apply.iter().any(Event::touches_sources) {
-                self.live.set_sources(db::warm::sources(client).await?);
-            }
+        if fed.apply.iter().any(Event::touches_sources) {
+            self.live.set_sources(db::warm::sources(client).await?);
         }
         let ready = seq.drain();
         self.live.set_seq(seq.watermark());

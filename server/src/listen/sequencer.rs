@@ -114,8 +114,9 @@ impl Sequencer {
         }
         // Holes probed by this read, marked before it, older than its xmin: dead.
         let probed: HashSet<i64> = plan.holes.iter().copied().collect();
-        self.holes
-            .retain(|seq, marker| !(probed.contains(seq) && matches!(marker, Some(m) if xmin > *m)));
+        self.holes.retain(|seq, marker| {
+            !(probed.contains(seq) && matches!(marker, Some(m) if xmin > *m))
+        });
         fed
     }
 

@@ -114,8 +114,12 @@ mod tests {
 
     #[test]
     fn parses_trigger_tuples() {
-        let d = json!([[1, "received", 100, null, 5, null], [2, "errors", 7, null, -1, "E_X"],
-                       [3, "unknown", 1, null, 1, null], "junk"]);
+        let d = json!([
+            [1, "received", 100, null, 5, null],
+            [2, "errors", 7, null, -1, "E_X"],
+            [3, "unknown", 1, null, 1, null],
+            "junk"
+        ]);
         let all = Contribution::parse_all(Some(&d));
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].metric, Metric::Counter(Counter::Received));

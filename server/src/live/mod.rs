@@ -58,7 +58,13 @@ impl Live {
     }
 
     /// Replaces everything with a warmed-up state.
-    pub fn reset(&self, sources: Vec<SourceInfo>, contributions: &[Contribution], seq: i64, now_sec: i64) {
+    pub fn reset(
+        &self,
+        sources: Vec<SourceInfo>,
+        contributions: &[Contribution],
+        seq: i64,
+        now_sec: i64,
+    ) {
         let mut st = LiveState {
             sources: sources.into_iter().map(|s| (s.id, s)).collect(),
             seq,
@@ -115,12 +121,19 @@ impl Live {
 
     /// Name of a source id (falls back to `#<id>` for one not loaded yet).
     pub fn source_name(&self, id: i64) -> String {
-        self.read().sources.get(&id).map_or_else(|| format!("#{id}"), |s| s.name.clone())
+        self.read()
+            .sources
+            .get(&id)
+            .map_or_else(|| format!("#{id}"), |s| s.name.clone())
     }
 
     /// Names by id, for serializing many events at once.
     pub fn source_names(&self) -> HashMap<i64, String> {
-        self.read().sources.values().map(|s| (s.id, s.name.clone())).collect()
+        self.read()
+            .sources
+            .values()
+            .map(|s| (s.id, s.name.clone()))
+            .collect()
     }
 
     /// The figures of `window` at `now_ms`, in total and per source.
@@ -143,10 +156,18 @@ impl Live {
                 (Some(a), Some(b)) => Some(a.max(b)),
                 (a, b) => a.or(b),
             };
-            let name = st.sources.get(&id).map_or_else(|| format!("#{id}"), |s| s.name.clone());
+            let name = st
+                .sources
+                .get(&id)
+                .map_or_else(|| format!("#{id}"), |s| s.name.clone());
             sources.insert(
                 name,
-                Figures::from_slot(&slot, series.backlog, series.runs_running, series.last_received_ms),
+                Figures::from_slot(
+                    &slot,
+                    series.backlog,
+                    series.runs_running,
+                    series.last_received_ms,
+                ),
             );
         }
         WindowKpis {
@@ -161,7 +182,10 @@ impl Live {
 
     /// All windows at once (the WebSocket `kpis` payload).
     pub fn all_kpis(&self, now_ms: i64) -> BTreeMap<&'static str, WindowKpis> {
-        Window::ALL.into_iter().map(|w| (w.name(), self.kpis(w, now_ms))).collect()
+        Window::ALL
+            .into_iter()
+            .map(|w| (w.name(), self.kpis(w, now_ms)))
+            .collect()
     }
 
     /// Buckets held across sources.

@@ -148,7 +148,14 @@ mod tests {
     use crate::live::contribution::Counter;
 
     fn c(metric: Metric, sec: i64, n: i64) -> Contribution {
-        Contribution { source_id: 1, metric, sec: Some(sec), val: Some(10), n, label: None }
+        Contribution {
+            source_id: 1,
+            metric,
+            sec: Some(sec),
+            val: Some(10),
+            n,
+            label: None,
+        }
     }
 
     #[test]

@@ -70,7 +70,10 @@ impl Figures {
             .codes
             .iter()
             .filter(|(_, n)| *n > 0)
-            .map(|(code, n)| CodeCount { code: code.clone(), count: *n })
+            .map(|(code, n)| CodeCount {
+                code: code.clone(),
+                count: *n,
+            })
             .collect();
         codes.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.code.cmp(&b.code)));
         codes.truncate(5);
@@ -123,5 +126,6 @@ pub fn rfc3339(sec: i64) -> String {
 
 /// Epoch milliseconds as RFC 3339 UTC with milliseconds.
 pub fn rfc3339_ms(ms: i64) -> Option<String> {
-    DateTime::<Utc>::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
