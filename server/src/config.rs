@@ -40,6 +40,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Drive the simulated pipeline against DATABASE_URL.
     Simulate(SimulateArgs),
+    /// Benchmark the whole path (commit -> WebSocket receipt) and print a table.
+    Bench(BenchArgs),
 }
 
 /// Options of `migrate`.
@@ -145,4 +147,33 @@ pub struct SimulateArgs {
     /// Random seed.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+}
+
+/// Options of `bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Database to benchmark against (it is migrated); default: a throwaway cluster.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Event rates (statements per second) to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "100,500,1000,2000")]
+    pub rates: Vec<u32>,
+    /// WebSocket subscribers, comma-separated (each rate is run with each count).
+    #[arg(long, value_delimiter = ',', default_value = "1,100")]
+    pub subscribers: Vec<u32>,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Rows per statement.
+    #[arg(long, default_value_t = 10)]
+    pub rows: u32,
+    /// Concurrent writer connections.
+    #[arg(long, default_value_t = 4)]
+    pub writers: usize,
+    /// Also search for the highest sustained rate with p99 <= this many ms and zero loss.
+    #[arg(long)]
+    pub find_max_p99_ms: Option<f64>,
+    /// Write the results as JSON to this file as well.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
 }

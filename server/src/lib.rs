@@ -11,8 +11,10 @@
 //! - [`hub`] — topics, subscribers and the fan-out policy (bounded queues).
 //! - [`http`] — the axum router: REST, WebSocket, health, metrics, client.
 //! - [`demo`] — throwaway PostgreSQL and the simulated pipeline.
+//! - [`bench`] — the end-to-end benchmark (`ingestwatch bench`).
 //! - [`server`] — wiring: `run(listener, config, shutdown)`.
 
+pub mod bench;
 pub mod config;
 pub mod db;
 pub mod demo;

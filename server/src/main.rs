@@ -33,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
             server::run(listener, &args.database_url, args.server, shutdown).await
         }
         Command::Demo(args) => demo::run(args, shutdown_on_signal()).await,
+        Command::Bench(args) => ingestwatch::bench::run(args).await,
         Command::Simulate(args) => {
             let shutdown = shutdown_on_signal();
             let opts = demo::simulate::SimOptions {
