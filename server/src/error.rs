@@ -18,6 +18,12 @@ pub enum AppError {
         /// Human-readable message naming the parameter.
         message: String,
     },
+    /// Missing or invalid credentials (401 with `WWW-Authenticate: Bearer`).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Valid credentials without the needed role (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// The thing asked for does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -47,6 +53,8 @@ impl AppError {
     fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             AppError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            AppError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             AppError::Database(_) | AppError::Pool(_) => {
@@ -77,6 +85,13 @@ impl IntoResponse for AppError {
             }
             other => other.to_string(),
         };
-        (status, Json(envelope(code, &message))).into_response()
+        let mut resp = (status, Json(envelope(code, &message))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"ingestwatch\""),
+            );
+        }
+        resp
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! The layout follows the data flow:
 //!
+//! - [`auth`] — JWT verification, roles and source scopes.
 //! - [`config`] — the one `Config` (CLI flags and environment).
 //! - [`db`] — connection pool, migrations runner, start-up (warm) queries.
 //! - [`listen`] — the dedicated LISTEN connection, outbox catch-up and the
@@ -14,6 +15,7 @@
 //! - [`bench`] — the end-to-end benchmark (`ingestwatch bench`).
 //! - [`server`] — wiring: `run(listener, config, shutdown)`.
 
+pub mod auth;
 pub mod bench;
 pub mod config;
 pub mod db;
