@@ -42,6 +42,11 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Benchmark the whole path (commit -> WebSocket receipt) and print a table.
     Bench(BenchArgs),
+    /// Subscribe to a server's WebSocket stream and print one line per frame;
+    /// reconnects and resumes without gaps or duplicates. Exit codes: 0 on
+    /// Ctrl-C, 2 on a protocol error (refused subscription, not an
+    /// ingestwatch endpoint), 3 when authentication is refused.
+    Tail(TailArgs),
 }
 
 /// Options of `migrate`.
@@ -100,6 +105,12 @@ pub struct ServerOptions {
         default_value_t = 15_000
     )]
     pub statement_timeout_ms: u64,
+    /// How often the trend rollups are flushed to PostgreSQL, in milliseconds.
+    #[arg(long, env = "INGESTWATCH_ROLLUP_FLUSH_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(50..=300_000))]
+    pub rollup_flush_ms: u64,
+    /// Days of minute rollups kept (older minute trends are computed from the base tables).
+    #[arg(long, env = "INGESTWATCH_ROLLUP_MINUTE_DAYS", default_value_t = 35, value_parser = clap::value_parser!(u32).range(3..=400))]
+    pub rollup_minute_days: u32,
     /// Directory of client files to serve instead of the embedded ones (development).
     #[arg(long, env = "INGESTWATCH_CLIENT_DIR")]
     pub client_dir: Option<PathBuf>,
@@ -176,4 +187,40 @@ pub struct BenchArgs {
     /// Write the results as JSON to this file as well.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
+}
+
+/// Output format of `tail`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TailFormat {
+    /// Each frame exactly as received: one JSON object per line.
+    Json,
+    /// One readable line per event (seq, time, kind, source, rows).
+    Text,
+}
+
+/// Options of `tail`.
+#[derive(Debug, Clone, Args)]
+pub struct TailArgs {
+    /// WebSocket endpoint of an ingestwatch server.
+    #[arg(
+        long,
+        env = "INGESTWATCH_TAIL_URL",
+        default_value = "ws://127.0.0.1:8080/ws"
+    )]
+    pub url: String,
+    /// Topics, comma-separated: events, errors (the errors.* events only), kpis.
+    #[arg(long, value_delimiter = ',', default_value = "events")]
+    pub topics: Vec<String>,
+    /// Print the events after this seq first (default: start at the newest event).
+    #[arg(long, value_parser = clap::value_parser!(i64).range(0..))]
+    pub since: Option<i64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = TailFormat::Json)]
+    pub format: TailFormat,
+    /// Bearer token, for servers that require authentication.
+    #[arg(long, env = "INGESTWATCH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Reconnect after this many seconds without any frame (the server pings every 15 s).
+    #[arg(long, env = "INGESTWATCH_TAIL_IDLE_SECS", default_value_t = 60)]
+    pub idle_timeout_secs: u64,
 }

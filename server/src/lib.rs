@@ -10,7 +10,11 @@
 //!   seq-ordered event stream.
 //! - [`live`] — rolling KPI windows held in memory, and the KPI snapshot.
 //! - [`hub`] — topics, subscribers and the fan-out policy (bounded queues).
-//! - [`http`] — the axum router: REST, WebSocket, health, metrics, client.
+//! - [`trends`] — per-bucket history to 12 months: rollup tables kept from
+//!   the event stream by one writer, joined with the live edge.
+//! - [`http`] — the axum router: REST, trends, WebSocket, SSE, health,
+//!   metrics, client.
+//! - [`tail`] — `ingestwatch tail`, the reference WebSocket subscriber.
 //! - [`demo`] — throwaway PostgreSQL and the simulated pipeline.
 //! - [`bench`] — the end-to-end benchmark (`ingestwatch bench`).
 //! - [`server`] — wiring: `run(listener, config, shutdown)`.
@@ -28,4 +32,6 @@ pub mod live;
 pub mod metrics;
 pub mod server;
 pub mod state;
+pub mod tail;
 pub mod telemetry;
+pub mod trends;

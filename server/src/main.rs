@@ -34,6 +34,20 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Demo(args) => demo::run(args, shutdown_on_signal()).await,
         Command::Bench(args) => ingestwatch::bench::run(args).await,
+        Command::Tail(args) => {
+            let shutdown = CancellationToken::new();
+            let token = shutdown.clone();
+            tokio::spawn(async move {
+                server::signal().await;
+                token.cancel();
+            });
+            let mut out = std::io::stdout();
+            if let Err(e) = ingestwatch::tail::run(&args, &mut out, shutdown).await {
+                eprintln!("tail: {e}");
+                std::process::exit(e.exit_code());
+            }
+            Ok(())
+        }
         Command::Simulate(args) => {
             let shutdown = shutdown_on_signal();
             let opts = demo::simulate::SimOptions {

@@ -32,12 +32,22 @@ pub struct Metrics {
     pub watermark: Gauge,
     /// WebSocket clients connected now.
     pub ws_clients: Gauge,
+    /// SSE (`/api/stream`) clients connected now.
+    pub sse_clients: Gauge,
     /// Clients told to resync because their queue overflowed.
     pub ws_resynced: Counter,
     /// Clients closed for being too slow (repeated overflow or a stuck write).
     pub ws_closed_slow: Counter,
     /// Client frames answered with an error frame.
     pub ws_bad_frames: Counter,
+    /// 1 while this replica holds the rollup writer lock.
+    pub rollup_writer: Gauge,
+    /// `rollup_state.seq` as last written by this replica.
+    pub rollup_seq: Gauge,
+    /// Rollup flush transactions committed.
+    pub rollup_flushes: Counter,
+    /// Rollup rows upserted (minute, hour and day together).
+    pub rollup_rows: Counter,
     /// `pg_notification_queue_usage()` at the last scrape (0..1).
     pub notification_queue_usage: Gauge<f64, AtomicU64>,
 }
@@ -99,6 +109,11 @@ impl Default for Metrics {
                 "WebSocket clients connected",
                 Gauge::default()
             ),
+            sse_clients: reg!(
+                "sse_clients",
+                "SSE (/api/stream) clients connected",
+                Gauge::default()
+            ),
             ws_resynced: reg!(
                 "ws_resynced",
                 "WebSocket clients told to resync (queue overflow)",
@@ -114,6 +129,22 @@ impl Default for Metrics {
                 "Client frames answered with an error frame",
                 Counter::default()
             ),
+            rollup_writer: reg!(
+                "rollup_writer",
+                "1 while this replica writes the trend rollups",
+                Gauge::default()
+            ),
+            rollup_seq: reg!(
+                "rollup_seq",
+                "Events up to this seq are in the trend rollups",
+                Gauge::default()
+            ),
+            rollup_flushes: reg!(
+                "rollup_flushes",
+                "Rollup flush transactions committed",
+                Counter::default()
+            ),
+            rollup_rows: reg!("rollup_rows", "Rollup rows upserted", Counter::default()),
             notification_queue_usage: reg!(
                 "pg_notification_queue_usage",
                 "pg_notification_queue_usage() at the last scrape",

@@ -1,6 +1,6 @@
-//! Wiring: builds the state, starts the listener and the KPI ticker, and
-//! serves the router until `shutdown` is cancelled. `main` and the tests call
-//! the same [`run`].
+//! Wiring: builds the state, starts the listener, the KPI ticker and the
+//! trend rollup writer, and serves the router until `shutdown` is cancelled.
+//! `main` and the tests call the same [`run`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +14,7 @@ use crate::listen::Listener;
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::state::{AppState, Status};
+use crate::trends::rollup::RollupWriter;
 use crate::{db, http};
 
 /// Builds the state for `database_url` (no I/O yet: the pool connects lazily).
@@ -59,6 +60,17 @@ pub async fn run(
         .run(tasks.clone()),
     );
     let ticker = tokio::spawn(kpi_ticker(st.clone(), tasks.clone()));
+    let rollups = tokio::spawn(
+        RollupWriter {
+            url: database_url.to_string(),
+            live: st.live.clone(),
+            status: st.status.clone(),
+            metrics: st.metrics.clone(),
+            flush_every: Duration::from_millis(st.options.rollup_flush_ms),
+            minute_days: i64::from(st.options.rollup_minute_days),
+        }
+        .run(tasks.clone()),
+    );
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "serving");
     let served = axum::serve(listener, http::app(st.clone()))
@@ -68,6 +80,7 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         let _ = listen.await;
         let _ = ticker.await;
+        let _ = rollups.await;
     })
     .await;
     served.map_err(Into::into)

@@ -4,6 +4,9 @@
 pub mod api;
 pub mod assets;
 pub mod health;
+pub mod params;
+pub mod sse;
+pub mod trends;
 pub mod ws;
 
 use std::time::Duration;
@@ -24,6 +27,7 @@ use crate::state::AppState;
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/kpis", get(api::kpis))
+        .route("/api/trends", get(trends::trends))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
@@ -34,6 +38,8 @@ pub fn app(state: AppState) -> Router {
         ));
     Router::new()
         .route("/ws", get(ws::upgrade))
+        // Long-lived: outside the request timeout layer.
+        .route("/api/stream", get(sse::stream))
         .merge(api)
         .merge(assets::routes())
         .layer(RequestBodyLimitLayer::new(64 * 1024))

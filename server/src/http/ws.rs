@@ -19,8 +19,8 @@ use futures_util::SinkExt;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::hub::{Outgoing, Resume, Subscriber, Topic};
-use crate::listen::event::{Event, COLUMNS};
+use crate::hub::catchup::{self, CatchUp};
+use crate::hub::{EventFilter, Outgoing, ResyncBudget, Subscriber, Topic};
 use crate::state::AppState;
 
 /// Protocol version announced in `hello`.
@@ -31,8 +31,6 @@ pub const HARD_FRAME_LIMIT: usize = 1 << 20;
 pub const CLOSE_SLOW: u16 = 4008;
 /// Close code: no frame (not even a pong) from the client within the idle timeout.
 pub const CLOSE_IDLE: u16 = 4002;
-/// Resyncs allowed per minute before a client is closed as too slow.
-const MAX_RESYNCS_PER_MINUTE: usize = 5;
 
 /// `GET /ws` — upgrade.
 pub async fn upgrade(State(st): State<AppState>, ws: WebSocketUpgrade) -> Response {
@@ -59,7 +57,7 @@ struct Connection {
     topics: BTreeSet<Topic>,
     /// Highest event seq written to this client (frames at or below are dropped).
     last_seq: i64,
-    resyncs: Vec<Instant>,
+    resyncs: ResyncBudget,
     write_timeout: Duration,
 }
 
@@ -78,7 +76,7 @@ impl Connection {
             rx,
             topics: BTreeSet::new(),
             last_seq: 0,
-            resyncs: Vec::new(),
+            resyncs: ResyncBudget::default(),
             write_timeout,
         }
     }
@@ -105,7 +103,7 @@ impl Connection {
             "protocol": PROTOCOL_VERSION,
             "server": concat!("ingestwatch/", env!("CARGO_PKG_VERSION")),
             "seq": self.st.live.seq(),
-            "topics": ["kpis", "events"],
+            "topics": Topic::ALL.map(Topic::name),
         });
         if self.send_json(&hello).await.is_err() {
             return End::Gone;
@@ -183,11 +181,13 @@ impl Connection {
                 }
             }
             Outgoing::Events(batch) => {
-                if !self.topics.contains(&Topic::Events) {
+                let Some(filter) = EventFilter::for_topics(&self.topics) else {
                     return Ok(());
-                }
-                let fresh: Vec<&(i64, Utf8Bytes)> =
-                    batch.iter().filter(|(s, _)| *s > self.last_seq).collect();
+                };
+                let fresh: Vec<_> = batch
+                    .iter()
+                    .filter(|f| f.seq > self.last_seq && filter.passes(f))
+                    .collect();
                 if fresh.is_empty() {
                     return Ok(());
                 }
@@ -195,9 +195,9 @@ impl Connection {
                 let sock = &mut self.socket;
                 let mut last = self.last_seq;
                 let res = tokio::time::timeout(deadline, async {
-                    for (seq, frame) in fresh {
-                        sock.feed(Message::Text(frame.clone())).await?;
-                        last = *seq;
+                    for f in fresh {
+                        sock.feed(Message::Text(f.text.clone())).await?;
+                        last = f.seq;
                     }
                     sock.flush().await
                 })
@@ -260,11 +260,7 @@ impl Connection {
                 if op == "subscribe" {
                     self.subscribe(&topics, since).await
                 } else {
-                    for t in &topics {
-                        self.topics.remove(t);
-                        self.st.hub.unsubscribe(self.sub.id, *t);
-                    }
-                    self.ack("unsubscribed", &topics).await
+                    self.unsubscribe(&topics).await
                 }
             }
             other => {
@@ -295,34 +291,67 @@ impl Connection {
             self.topics.insert(*t);
         }
         self.ack("subscribed", topics).await?;
-        for t in topics {
-            match t {
-                Topic::Kpis => self.st.hub.subscribe_kpis(&self.sub),
-                Topic::Events => {
-                    self.st.hub.unsubscribe(self.sub.id, Topic::Events);
-                    let from = since.unwrap_or_else(|| self.st.hub.last_seq());
-                    self.resume_events(from).await?;
-                }
-            }
+        if topics.contains(&Topic::Kpis) {
+            self.st.hub.subscribe_kpis(&self.sub);
+        }
+        if topics.iter().any(|t| *t != Topic::Kpis) {
+            // `events` and `errors` share one position on the event feed.
+            self.st.hub.unsubscribe(self.sub.id, Topic::Events);
+            let from = since.unwrap_or_else(|| self.st.hub.last_seq());
+            self.last_seq = from;
+            self.resume_events().await?;
         }
         Ok(())
     }
 
-    /// Writes the events after `since` (outbox first if the ring lost them),
-    /// then registers for live ones.
-    async fn resume_events(&mut self, since: i64) -> Result<(), End> {
-        self.last_seq = since;
+    async fn unsubscribe(&mut self, topics: &[Topic]) -> Result<(), End> {
+        let before = EventFilter::for_topics(&self.topics);
+        for t in topics {
+            self.topics.remove(t);
+            if *t == Topic::Kpis {
+                self.st.hub.unsubscribe(self.sub.id, *t);
+            }
+        }
+        let after = EventFilter::for_topics(&self.topics);
+        if after != before {
+            self.st.hub.unsubscribe(self.sub.id, Topic::Events);
+            if after.is_some() {
+                // e.g. `events` dropped, `errors` kept: same position, narrower filter.
+                self.resume_events().await?;
+            }
+        }
+        self.ack("unsubscribed", topics).await
+    }
+
+    /// Writes the events after `last_seq` that the event topics select
+    /// (outbox first if the ring lost them), then registers for live ones.
+    async fn resume_events(&mut self) -> Result<(), End> {
+        let Some(filter) = EventFilter::for_topics(&self.topics) else {
+            return Ok(());
+        };
         loop {
-            let upto = match self.st.hub.resume_events(&self.sub, self.last_seq) {
-                Resume::Registered => return Ok(()),
-                Resume::NeedOutbox { upto } => upto,
-            };
-            let pool = self.st.pool.clone();
-            let events = match read_outbox(&pool, self.last_seq, upto).await {
-                Ok(e) => e,
+            let st = &self.st;
+            let step = catchup::step(
+                &st.hub,
+                &st.pool,
+                &st.live,
+                &self.sub,
+                self.last_seq,
+                filter,
+            )
+            .await;
+            match step {
+                Ok(CatchUp::Live) => return Ok(()),
+                Ok(CatchUp::Batch { frames, covered }) => {
+                    self.write_item(Outgoing::Events(frames))
+                        .await
+                        .map_err(|()| End::Gone)?;
+                    self.last_seq = self.last_seq.max(covered);
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "catch-up read for a subscriber failed");
+                    tracing::warn!(error = %format!("{e:#}"), "catch-up read for a subscriber failed");
                     self.topics.remove(&Topic::Events);
+                    self.topics.remove(&Topic::Errors);
                     return self
                         .refuse(
                             "unavailable",
@@ -330,37 +359,8 @@ impl Connection {
                         )
                         .await;
                 }
-            };
-            let names = self.st.live.source_names();
-            let frames: Arc<[(i64, Utf8Bytes)]> = events
-                .iter()
-                .map(|e| (e.seq, Utf8Bytes::from(e.frame(&names))))
-                .collect();
-            let last = events.last().map_or(upto, |e| e.seq);
-            self.write_item(Outgoing::Events(frames))
-                .await
-                .map_err(|()| End::Gone)?;
-            self.last_seq = self.last_seq.max(last);
-            if events.len() < 1_000 {
-                self.last_seq = self.last_seq.max(upto);
             }
         }
-    }
-}
-
-/// Reads delivered events in `(after, upto]` from the outbox, at most 1,000.
-async fn read_outbox(
-    pool: &deadpool_postgres::Pool,
-    after: i64,
-    upto: i64,
-) -> anyhow::Result<Vec<Event>> {
-    {
-        let client = pool.get().await?;
-        let sql = format!("select {COLUMNS} from monitor.events where seq > $1 and seq <= $2 order by seq limit 1000");
-        let rows = client.query(&sql, &[&after, &upto]).await?;
-        rows.iter()
-            .map(|r| Event::from_row(r, 0).map_err(Into::into))
-            .collect()
     }
 }
 
@@ -368,11 +368,7 @@ impl Connection {
     /// The queue overflowed and is now drained: say so, then resubscribe from
     /// where the client is (a fresh KPI snapshot; events after the last written).
     async fn resync(&mut self) -> Result<(), End> {
-        let now = Instant::now();
-        self.resyncs
-            .retain(|t| now.duration_since(*t) < Duration::from_secs(60));
-        self.resyncs.push(now);
-        if self.resyncs.len() > MAX_RESYNCS_PER_MINUTE {
+        if !self.resyncs.spend(Instant::now()) {
             self.st.metrics.ws_closed_slow.inc();
             return Err(End::Close(
                 CLOSE_SLOW,
@@ -384,16 +380,14 @@ impl Connection {
         let names: Vec<&str> = topics.iter().map(|t| t.name()).collect();
         let frame = json!({"type": "resync", "reason": "slow_consumer", "topics": names, "since": self.last_seq});
         self.send_json(&frame).await.map_err(|()| End::Gone)?;
-        for t in topics {
-            match t {
-                Topic::Kpis => self.st.hub.subscribe_kpis(&self.sub),
-                Topic::Events => self.resume_events(self.last_seq).await?,
-            }
+        if topics.contains(&Topic::Kpis) {
+            self.st.hub.subscribe_kpis(&self.sub);
         }
-        Ok(())
+        self.resume_events().await
     }
 }
 
+/// Parses a client's `topics` array (1–16 names, duplicates ignored).
 fn parse_topics(v: &Value) -> Result<Vec<Topic>, (&'static str, String)> {
     let Some(list) = v.get("topics").and_then(Value::as_array) else {
         return Err((
@@ -414,7 +408,7 @@ fn parse_topics(v: &Value) -> Result<Vec<Topic>, (&'static str, String)> {
                 let shown: String = t.to_string().chars().take(64).collect();
                 return Err((
                     "unknown_topic",
-                    format!("unknown topic {shown}; available: kpis, events"),
+                    format!("unknown topic {shown}; available: {}", Topic::available()),
                 ));
             }
         }

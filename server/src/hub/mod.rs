@@ -2,7 +2,11 @@
 //!
 //! - `events`: every outbox event in seq order. A ring of recent frames lets a
 //!   subscriber resume from `since` without touching PostgreSQL; older gaps
-//!   are read from the outbox by the connection itself.
+//!   are read from the outbox ([`catchup`], shared by `/ws` and SSE).
+//! - `errors`: the same stream filtered to `errors.*` events (same seqs). A
+//!   subscriber registers on the event feed with an [`EventFilter`]; the
+//!   filtered batch is built once per publish, so an errors-only subscriber's
+//!   queue holds only what it will write.
 //! - `kpis`: a snapshot on subscribe, then one merge-patch delta per tick.
 //!
 //! Frames are serialized once and shared (`Utf8Bytes` clones are cheap).
@@ -13,11 +17,13 @@
 //! Publish and subscribe take the same per-topic lock, so a new subscriber
 //! gets exactly the frames after what it was given — no gap, no duplicate.
 
+pub mod catchup;
 pub mod mergepatch;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
@@ -34,16 +40,17 @@ pub enum Topic {
     Kpis,
     /// Every outbox event, in seq order.
     Events,
+    /// The `errors.*` events only (a filtered view of `events`, same seqs).
+    Errors,
 }
 
 impl Topic {
+    /// Every topic, in the order they are listed to clients.
+    pub const ALL: [Topic; 3] = [Topic::Kpis, Topic::Events, Topic::Errors];
+
     /// Parses a topic name.
     pub fn parse(s: &str) -> Option<Topic> {
-        match s {
-            "kpis" => Some(Topic::Kpis),
-            "events" => Some(Topic::Events),
-            _ => None,
-        }
+        Topic::ALL.into_iter().find(|t| t.name() == s)
     }
 
     /// Its name.
@@ -51,7 +58,104 @@ impl Topic {
         match self {
             Topic::Kpis => "kpis",
             Topic::Events => "events",
+            Topic::Errors => "errors",
         }
+    }
+
+    /// The topic names, comma-separated (for error messages).
+    pub fn available() -> String {
+        Topic::ALL.map(Topic::name).join(", ")
+    }
+}
+
+/// Which events an event-feed subscriber receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventFilter {
+    /// Every event (`events`; also `events` + `errors`, which is the same set).
+    All,
+    /// Only `errors.*` events (`errors` alone).
+    Errors,
+}
+
+impl EventFilter {
+    /// The filter for a set of subscribed topics; None when no event topic is in it.
+    pub fn for_topics<'a>(topics: impl IntoIterator<Item = &'a Topic>) -> Option<EventFilter> {
+        let mut out = None;
+        for t in topics {
+            match t {
+                Topic::Events => return Some(EventFilter::All),
+                Topic::Errors => out = Some(EventFilter::Errors),
+                Topic::Kpis => {}
+            }
+        }
+        out
+    }
+
+    /// Does `frame` pass?
+    pub fn passes(self, frame: &Frame) -> bool {
+        self == EventFilter::All || frame.errors
+    }
+
+    /// Does an event of `kind` pass?
+    pub fn passes_kind(self, kind: &str) -> bool {
+        self == EventFilter::All || is_errors_kind(kind)
+    }
+}
+
+/// True for events of `ingest.errors` (the `errors` topic).
+pub fn is_errors_kind(kind: &str) -> bool {
+    kind.starts_with("errors.")
+}
+
+/// One serialized event frame, shared by every subscriber (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// The event's seq.
+    pub seq: i64,
+    /// True for `errors.*` events.
+    pub errors: bool,
+    /// The `event` frame JSON.
+    pub text: Utf8Bytes,
+}
+
+impl Frame {
+    /// Serializes `e` with the source names in `names`.
+    pub fn of(e: &Event, names: &HashMap<i64, String>) -> Frame {
+        Frame {
+            seq: e.seq,
+            errors: is_errors_kind(&e.kind),
+            text: Utf8Bytes::from(e.frame(names)),
+        }
+    }
+}
+
+/// The `type` of a KPI frame from the hub (`snapshot` or `delta`), without
+/// parsing it: the hub writes `type` either first (insertion-ordered maps) or
+/// last (sorted maps: `data`, `seq`, `topic`, `type`).
+pub fn kpi_frame_type(text: &str) -> &'static str {
+    if text.starts_with(r#"{"type":"snapshot""#) || text.ends_with(r#""type":"snapshot"}"#) {
+        "snapshot"
+    } else {
+        "delta"
+    }
+}
+
+/// Resyncs a subscriber may need per minute before it is dropped as too slow.
+pub const MAX_RESYNCS_PER_MINUTE: usize = 5;
+
+/// Counts a subscriber's resyncs over the last minute (shared by `/ws` and SSE).
+#[derive(Debug, Default)]
+pub struct ResyncBudget {
+    recent: Vec<Instant>,
+}
+
+impl ResyncBudget {
+    /// Records one resync at `now`; false when the budget is exhausted.
+    pub fn spend(&mut self, now: Instant) -> bool {
+        self.recent
+            .retain(|t| now.duration_since(*t) < Duration::from_secs(60));
+        self.recent.push(now);
+        self.recent.len() <= MAX_RESYNCS_PER_MINUTE
     }
 }
 
@@ -60,8 +164,8 @@ impl Topic {
 pub enum Outgoing {
     /// A KPI snapshot or delta frame.
     Kpis(Utf8Bytes),
-    /// A batch of event frames (seq, frame), shared by every subscriber.
-    Events(Arc<[(i64, Utf8Bytes)]>),
+    /// A batch of event frames in seq order, shared by every subscriber.
+    Events(Arc<[Frame]>),
 }
 
 /// One subscriber's side of the hub.
@@ -87,7 +191,7 @@ impl Subscriber {
 
 #[derive(Debug, Default)]
 struct EventLog {
-    ring: VecDeque<(i64, Utf8Bytes)>,
+    ring: VecDeque<Frame>,
     /// Highest seq evicted from the ring (everything above it is in the ring).
     evicted_upto: i64,
     /// Highest seq published.
@@ -118,7 +222,7 @@ pub struct Hub {
     next_id: AtomicU64,
     ring_cap: usize,
     events: Mutex<EventLog>,
-    event_subs: DashMap<u64, Arc<Subscriber>>,
+    event_subs: DashMap<u64, (Arc<Subscriber>, EventFilter)>,
     kpis: Mutex<KpiFeed>,
     kpi_subs: DashMap<u64, Arc<Subscriber>>,
     metrics: Arc<Metrics>,
@@ -194,46 +298,54 @@ impl Hub {
         if events.is_empty() {
             return;
         }
-        let frames: Arc<[(i64, Utf8Bytes)]> = events
-            .iter()
-            .map(|e| (e.seq, Utf8Bytes::from(e.frame(names))))
-            .collect();
+        let frames: Arc<[Frame]> = events.iter().map(|e| Frame::of(e, names)).collect();
         let mut log = lock(&self.events);
         for f in frames.iter() {
             log.ring.push_back(f.clone());
-            log.last = f.0;
+            log.last = f.seq;
         }
         while log.ring.len() > self.ring_cap {
-            if let Some((seq, _)) = log.ring.pop_front() {
-                log.evicted_upto = seq;
+            if let Some(f) = log.ring.pop_front() {
+                log.evicted_upto = f.seq;
             }
         }
-        let subs: Vec<Arc<Subscriber>> =
+        let subs: Vec<(Arc<Subscriber>, EventFilter)> =
             self.event_subs.iter().map(|s| s.value().clone()).collect();
-        for sub in subs {
-            self.send(&sub, Outgoing::Events(frames.clone()));
+        let mut errors_only: Option<Arc<[Frame]>> = None;
+        for (sub, filter) in subs {
+            let batch = match filter {
+                EventFilter::All => frames.clone(),
+                EventFilter::Errors => errors_only
+                    .get_or_insert_with(|| frames.iter().filter(|f| f.errors).cloned().collect())
+                    .clone(),
+            };
+            if !batch.is_empty() {
+                self.send(&sub, Outgoing::Events(batch));
+            }
         }
     }
 
-    /// Registers `sub` on `events` after `since` if the ring still holds
-    /// everything after it (queueing those frames), else says what to read.
-    pub fn resume_events(&self, sub: &Arc<Subscriber>, since: i64) -> Resume {
+    /// Registers `sub` on the event feed (with `filter`) after `since` if the
+    /// ring still holds everything after it (queueing those frames), else
+    /// says what to read from the outbox first. Replaces any earlier
+    /// registration of `sub` on the feed.
+    pub fn resume_events(&self, sub: &Arc<Subscriber>, since: i64, filter: EventFilter) -> Resume {
         let log = lock(&self.events);
         if since < log.evicted_upto {
             return Resume::NeedOutbox {
                 upto: log.evicted_upto,
             };
         }
-        let backlog: Arc<[(i64, Utf8Bytes)]> = log
+        let backlog: Arc<[Frame]> = log
             .ring
             .iter()
-            .filter(|(s, _)| *s > since)
+            .filter(|f| f.seq > since && filter.passes(f))
             .cloned()
             .collect();
         if !backlog.is_empty() && !self.send(sub, Outgoing::Events(backlog)) {
             return Resume::Registered; // overflowed already: the connection resyncs it
         }
-        self.event_subs.insert(sub.id, sub.clone());
+        self.event_subs.insert(sub.id, (sub.clone(), filter));
         Resume::Registered
     }
 
@@ -266,12 +378,18 @@ impl Hub {
         }
     }
 
-    /// Removes `id` from one topic.
+    /// Removes `id` from one topic (`events` and `errors` share the event
+    /// feed: removing either removes the registration; the connection
+    /// re-registers with the filter of what it still has).
     pub fn unsubscribe(&self, id: u64, topic: Topic) {
         match topic {
-            Topic::Kpis => self.kpi_subs.remove(&id),
-            Topic::Events => self.event_subs.remove(&id),
-        };
+            Topic::Kpis => {
+                self.kpi_subs.remove(&id);
+            }
+            Topic::Events | Topic::Errors => {
+                self.event_subs.remove(&id);
+            }
+        }
     }
 
     /// Removes `id` from every topic.
@@ -280,7 +398,7 @@ impl Hub {
         self.kpi_subs.remove(&id);
     }
 
-    /// Subscribers per topic (kpis, events).
+    /// Subscribers per feed (kpis, events including errors-only).
     pub fn counts(&self) -> (usize, usize) {
         (self.kpi_subs.len(), self.event_subs.len())
     }
@@ -291,11 +409,15 @@ mod tests {
     use super::*;
 
     fn ev(seq: i64) -> Event {
+        ev_of(seq, "errors.insert")
+    }
+
+    fn ev_of(seq: i64, kind: &str) -> Event {
         Event {
             seq,
             xid: 1,
             at: chrono::DateTime::from_timestamp(0, 0).unwrap_or_default(),
-            kind: "errors.insert".into(),
+            kind: kind.into(),
             source_id: None,
             rows: 1,
             summary: json!({}),
@@ -304,7 +426,7 @@ mod tests {
 
     fn seqs(item: Outgoing) -> Vec<i64> {
         match item {
-            Outgoing::Events(b) => b.iter().map(|(s, _)| *s).collect(),
+            Outgoing::Events(b) => b.iter().map(|f| f.seq).collect(),
             Outgoing::Kpis(_) => vec![],
         }
     }
@@ -315,7 +437,10 @@ mod tests {
         hub.start_at(0);
         hub.publish_events(&[ev(1), ev(2), ev(3)], &HashMap::new());
         let (sub, mut rx) = hub.subscriber(8);
-        assert!(matches!(hub.resume_events(&sub, 1), Resume::Registered));
+        assert!(matches!(
+            hub.resume_events(&sub, 1, EventFilter::All),
+            Resume::Registered
+        ));
         hub.publish_events(&[ev(4)], &HashMap::new());
         assert_eq!(seqs(rx.try_recv().expect("backlog")), vec![2, 3]);
         assert_eq!(seqs(rx.try_recv().expect("live")), vec![4]);
@@ -328,7 +453,7 @@ mod tests {
         let many: Vec<Event> = (1..=40).map(ev).collect();
         hub.publish_events(&many, &HashMap::new());
         let (sub, _rx) = hub.subscriber(8);
-        match hub.resume_events(&sub, 3) {
+        match hub.resume_events(&sub, 3, EventFilter::All) {
             Resume::NeedOutbox { upto } => assert_eq!(upto, 24),
             Resume::Registered => panic!("ring does not hold seq 4"),
         }
@@ -340,14 +465,51 @@ mod tests {
         hub.start_at(0);
         let (slow, _slow_rx) = hub.subscriber(2);
         let (fast, mut fast_rx) = hub.subscriber(64);
-        hub.resume_events(&slow, 0);
-        hub.resume_events(&fast, 0);
+        hub.resume_events(&slow, 0, EventFilter::All);
+        hub.resume_events(&fast, 0, EventFilter::All);
         for i in 1..=10 {
             hub.publish_events(&[ev(i)], &HashMap::new());
             fast_rx.try_recv().expect("fast gets every event");
         }
         assert!(slow.overflowed());
         assert_eq!(hub.counts().1, 1);
+    }
+
+    #[test]
+    fn errors_subscribers_get_only_errors_events_with_the_same_seqs() {
+        let hub = Hub::new(16, Arc::default());
+        hub.start_at(0);
+        hub.publish_events(
+            &[ev_of(1, "raw_records.insert"), ev_of(2, "errors.insert")],
+            &HashMap::new(),
+        );
+        let (sub, mut rx) = hub.subscriber(8);
+        hub.resume_events(&sub, 0, EventFilter::Errors);
+        hub.publish_events(&[ev_of(3, "runs.update")], &HashMap::new());
+        hub.publish_events(
+            &[ev_of(4, "errors.insert"), ev_of(5, "raw_records.update")],
+            &HashMap::new(),
+        );
+        assert_eq!(seqs(rx.try_recv().expect("ring")), vec![2]);
+        assert_eq!(seqs(rx.try_recv().expect("live")), vec![4]);
+        assert!(rx.try_recv().is_err(), "no empty batches");
+        assert_eq!(
+            EventFilter::for_topics(&[Topic::Errors, Topic::Events]),
+            Some(EventFilter::All)
+        );
+        assert_eq!(EventFilter::for_topics(&[Topic::Kpis]), None);
+        assert_eq!(Topic::parse("errors"), Some(Topic::Errors));
+    }
+
+    #[test]
+    fn resync_budget_allows_five_a_minute() {
+        let mut b = ResyncBudget::default();
+        let t = Instant::now();
+        for _ in 0..MAX_RESYNCS_PER_MINUTE {
+            assert!(b.spend(t));
+        }
+        assert!(!b.spend(t));
+        assert!(b.spend(t + Duration::from_secs(61)));
     }
 
     #[test]
@@ -366,6 +528,9 @@ mod tests {
             .collect();
         assert_eq!(frames.len(), 2);
         assert_eq!(frames[0]["type"], "snapshot");
+        let texts: Vec<String> = frames.iter().map(Value::to_string).collect();
+        assert_eq!(kpi_frame_type(&texts[0]), "snapshot");
+        assert_eq!(kpi_frame_type(&texts[1]), "delta");
         assert_eq!(frames[0]["data"], json!({"a": 1}));
         assert_eq!(frames[1]["type"], "delta");
         assert_eq!(frames[1]["data"], json!({"a": 2}));

@@ -45,7 +45,8 @@ impl LagHistogram {
         self.add_bin(bin(v), n);
     }
 
-    fn add_bin(&mut self, b: u32, n: i64) {
+    /// Adds `n` samples (negative `n` removes) to bin `b` (see [`bin`]).
+    pub fn add_bin(&mut self, b: u32, n: i64) {
         match self.bins.binary_search_by_key(&b, |&(k, _)| k) {
             Ok(i) => {
                 self.bins[i].1 += n;

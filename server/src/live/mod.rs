@@ -188,6 +188,18 @@ impl Live {
             .collect()
     }
 
+    /// Calls `f(source_id, minute, slot)` for every live 1-minute bucket in
+    /// `[from, to)`. The read lock is held during the calls: `f` must not
+    /// block (no I/O).
+    pub fn for_each_minute(&self, from: i64, to: i64, mut f: impl FnMut(i64, i64, &Slot)) {
+        let st = self.read();
+        for (id, series) in &st.series {
+            for (minute, slot) in series.minutes(from, to) {
+                f(*id, minute, slot);
+            }
+        }
+    }
+
     /// Buckets held across sources.
     pub fn buckets(&self) -> usize {
         self.read().series.values().map(Series::buckets).sum()

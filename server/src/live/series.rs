@@ -14,6 +14,14 @@ pub const KEEP_SECONDS: i64 = 400;
 /// Minutes of 1-minute buckets kept (covers the 24h window with margin).
 pub const KEEP_MINUTES: i64 = 1_445;
 
+/// Start of the minute buckets that are complete at `now_sec` (with 5
+/// minutes of margin): every contribution to a minute at or after it is in
+/// the live aggregates (warm-up loaded [`KEEP_MINUTES`] of them, and every
+/// event since is applied), so trends take these minutes from memory.
+pub fn complete_minutes_from(now_sec: i64) -> i64 {
+    (now_sec.div_euclid(60) - (KEEP_MINUTES - 5)) * 60
+}
+
 /// What one bucket (or a sum of buckets) holds.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Slot {
@@ -126,6 +134,11 @@ impl Series {
             out.merge(slot);
         }
         out
+    }
+
+    /// The 1-minute buckets in `[from, to)` (epoch seconds, minute starts).
+    pub fn minutes(&self, from: i64, to: i64) -> impl Iterator<Item = (i64, &Slot)> {
+        self.minutes.range(from..to.max(from)).map(|(k, v)| (*k, v))
     }
 
     /// Buckets held (for metrics and memory tests).

@@ -1,0 +1,274 @@
+//! `GET /api/stream` — the `/ws` topics as Server-Sent Events, so `curl -N`
+//! (or a browser `EventSource`) is a working subscriber.
+//!
+//! Each SSE event carries the very JSON frame `/ws` would send, with the frame
+//! type as the SSE `event:` name; `event` frames also carry `id: <seq>`, so a
+//! reconnecting `EventSource` resumes with `Last-Event-ID` and gets exactly
+//! the events it missed (outbox catch-up shared with `/ws`, see
+//! [`crate::hub::catchup`]).
+//!
+//! The response body is a stream polled by hyper only as fast as the client
+//! reads, so the hub's policy applies unchanged: a bounded queue, `try_send`,
+//! and on overflow an `event: resync` followed by a fresh KPI snapshot and the
+//! events after the last one written. A client needing more than
+//! [`crate::hub::MAX_RESYNCS_PER_MINUTE`] resyncs a minute gets
+//! `event: error` (`slow_consumer`) and the stream ends.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::Stream;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::params::{self, Params};
+use super::ws::PROTOCOL_VERSION;
+use crate::auth::Principal;
+use crate::error::AppError;
+use crate::hub::catchup::{self, CatchUp};
+use crate::hub::{EventFilter, Frame, Outgoing, ResyncBudget, Subscriber, Topic};
+use crate::state::AppState;
+
+/// Reconnect delay suggested to `EventSource` clients (the SSE `retry:` field).
+const RETRY: Duration = Duration::from_millis(1_000);
+
+/// `GET /api/stream?topics=events,kpis&since=SEQ` (or header `Last-Event-ID: SEQ`).
+///
+/// `topics`: comma-separated (default `events`); `since`: resume after this
+/// seq; `Last-Event-ID` (sent by a reconnecting `EventSource`) wins over
+/// `since`. Without either, events start after the newest one delivered.
+/// `token` is reserved for the authentication extractor (EventSource cannot
+/// set headers).
+pub async fn stream(
+    State(st): State<AppState>,
+    _principal: Principal,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, AppError> {
+    let params = Params::parse(query.as_deref(), &["topics", "since", "token"])?;
+    let mut topics = BTreeSet::new();
+    for name in params.list("topics")?.unwrap_or_else(|| vec!["events"]) {
+        let topic = Topic::parse(name).ok_or_else(|| {
+            let shown: String = name.chars().take(64).collect();
+            AppError::invalid(
+                "topics",
+                format!("unknown topic {shown:?}; available: {}", Topic::available()),
+            )
+        })?;
+        topics.insert(topic);
+    }
+    let mut since = match params.one("since")? {
+        Some(v) => Some(params::seq("since", v)?),
+        None => None,
+    };
+    if let Some(v) = headers.get("last-event-id") {
+        let v = v
+            .to_str()
+            .map_err(|_| AppError::invalid("Last-Event-ID", "not ASCII"))?;
+        if !v.trim().is_empty() {
+            since = Some(params::seq("Last-Event-ID", v)?);
+        }
+    }
+    if !st.status.warm.load(std::sync::atomic::Ordering::Acquire) {
+        return Err(AppError::Unavailable("live figures are warming up".into()));
+    }
+    let session = Session::new(st.clone(), topics, since);
+    let keep_alive = KeepAlive::new().interval(Duration::from_secs(st.options.ws_ping_secs.max(1)));
+    let mut resp = Sse::new(session.into_stream())
+        .keep_alive(keep_alive)
+        .into_response();
+    // Tell buffering reverse proxies (nginx) to pass events through at once.
+    resp.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(resp)
+}
+
+/// One SSE subscriber: the hub subscription and what has been written.
+struct Session {
+    st: AppState,
+    sub: Arc<Subscriber>,
+    rx: mpsc::Receiver<Outgoing>,
+    topics: BTreeSet<Topic>,
+    filter: Option<EventFilter>,
+    /// Highest event seq written (frames at or below are dropped).
+    last_seq: i64,
+    /// Reading missed events from the outbox; not yet registered for live ones.
+    catching_up: bool,
+    /// SSE events ready to be written, in order.
+    out: VecDeque<SseEvent>,
+    resyncs: ResyncBudget,
+    /// The stream ends once `out` is drained.
+    ending: bool,
+}
+
+impl Session {
+    fn new(st: AppState, topics: BTreeSet<Topic>, since: Option<i64>) -> Session {
+        let (sub, rx) = st.hub.subscriber(st.options.ws_queue as usize);
+        st.metrics.sse_clients.inc();
+        let filter = EventFilter::for_topics(&topics);
+        let last_seq = since.unwrap_or_else(|| st.hub.last_seq());
+        let hello = json!({
+            "type": "hello",
+            "protocol": PROTOCOL_VERSION,
+            "server": concat!("ingestwatch/", env!("CARGO_PKG_VERSION")),
+            "seq": st.live.seq(),
+            "topics": topics.iter().map(|t| t.name()).collect::<Vec<_>>(),
+        });
+        let mut s = Session {
+            st,
+            sub,
+            rx,
+            topics,
+            filter,
+            last_seq,
+            catching_up: filter.is_some(),
+            out: VecDeque::new(),
+            resyncs: ResyncBudget::default(),
+            ending: false,
+        };
+        s.out
+            .push_back(frame_event("hello", &hello.to_string()).retry(RETRY));
+        if !s.catching_up {
+            s.subscribe_kpis();
+        }
+        s
+    }
+
+    fn into_stream(self) -> impl Stream<Item = Result<SseEvent, Infallible>> + Send {
+        futures_util::stream::unfold(self, |mut s| async move {
+            let e = s.next().await?;
+            Some((Ok(e), s))
+        })
+    }
+
+    fn subscribe_kpis(&mut self) {
+        if self.topics.contains(&Topic::Kpis) {
+            self.st.hub.subscribe_kpis(&self.sub);
+        }
+    }
+
+    /// The next SSE event; None ends the response.
+    async fn next(&mut self) -> Option<SseEvent> {
+        loop {
+            if let Some(e) = self.out.pop_front() {
+                return Some(e);
+            }
+            if self.ending || self.st.shutdown.is_cancelled() {
+                return None;
+            }
+            if self.catching_up {
+                self.catch_up().await;
+                continue;
+            }
+            let shutdown = self.st.shutdown.clone();
+            tokio::select! {
+                item = self.rx.recv() => match item {
+                    Some(item) => self.push(item),
+                    None => return None,
+                },
+                () = shutdown.cancelled() => return None,
+            }
+            if self.sub.overflowed() && self.rx.is_empty() {
+                self.resync();
+            }
+        }
+    }
+
+    /// One catch-up step: an outbox batch, or the switch to live frames.
+    async fn catch_up(&mut self) {
+        let Some(filter) = self.filter else {
+            self.catching_up = false;
+            return;
+        };
+        let st = &self.st;
+        match catchup::step(
+            &st.hub,
+            &st.pool,
+            &st.live,
+            &self.sub,
+            self.last_seq,
+            filter,
+        )
+        .await
+        {
+            Ok(CatchUp::Live) => {
+                self.catching_up = false;
+                self.subscribe_kpis();
+            }
+            Ok(CatchUp::Batch { frames, covered }) => {
+                self.push_frames(&frames);
+                self.last_seq = self.last_seq.max(covered);
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "catch-up read for an SSE subscriber failed");
+                let err = json!({"type": "error", "code": "unavailable",
+                    "message": "could not read past events; reconnect shortly (Last-Event-ID resumes)"});
+                self.out.push_back(frame_event("error", &err.to_string()));
+                self.ending = true;
+            }
+        }
+    }
+
+    fn push(&mut self, item: Outgoing) {
+        match item {
+            Outgoing::Kpis(text) => {
+                if self.topics.contains(&Topic::Kpis) {
+                    let kind = crate::hub::kpi_frame_type(&text);
+                    self.out.push_back(frame_event(kind, &text));
+                }
+            }
+            Outgoing::Events(batch) => self.push_frames(&batch),
+        }
+    }
+
+    fn push_frames(&mut self, frames: &[Frame]) {
+        let Some(filter) = self.filter else { return };
+        for f in frames {
+            if f.seq > self.last_seq && filter.passes(f) {
+                self.out
+                    .push_back(frame_event("event", &f.text).id(f.seq.to_string()));
+                self.last_seq = f.seq;
+            }
+        }
+    }
+
+    /// The queue overflowed and is drained: say so, then resubscribe from
+    /// where the client is (events after the last written, a fresh snapshot).
+    fn resync(&mut self) {
+        self.sub.clear_overflow();
+        if !self.resyncs.spend(Instant::now()) {
+            self.st.metrics.ws_closed_slow.inc();
+            let err = json!({"type": "error", "code": "slow_consumer",
+                "message": "too slow: queue overflowed repeatedly; reconnect (Last-Event-ID resumes)"});
+            self.out.push_back(frame_event("error", &err.to_string()));
+            self.ending = true;
+            return;
+        }
+        let names: Vec<&str> = self.topics.iter().map(|t| t.name()).collect();
+        let frame = json!({"type": "resync", "reason": "slow_consumer", "topics": names, "since": self.last_seq});
+        self.out
+            .push_back(frame_event("resync", &frame.to_string()));
+        if self.filter.is_some() {
+            self.catching_up = true; // kpis resubscribe once caught up
+        } else {
+            self.subscribe_kpis();
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.st.hub.remove(self.sub.id);
+        self.st.metrics.sse_clients.dec();
+    }
+}
+
+fn frame_event(kind: &str, data: &str) -> SseEvent {
+    SseEvent::default().event(kind).data(data)
+}

@@ -1,0 +1,91 @@
+//! Catch-up of a resuming event subscriber, shared by `/ws` and the SSE
+//! stream: when the hub's ring no longer holds everything after the
+//! subscriber's position, the missing events are read from the outbox in
+//! batches (written by the transport), and once the ring covers the rest the
+//! subscriber is registered for live frames. The hub takes the ring check and
+//! the registration under one lock, so the switch from outbox to live has no
+//! gap and no duplicate.
+//!
+//! The transport owns "last seq written": it passes it in, writes the frames
+//! of a [`CatchUp::Batch`] that are above it, then advances it to `covered`
+//! (seqs between the frames are holes or filtered out, never events to come).
+
+use std::sync::Arc;
+
+use deadpool_postgres::Pool;
+
+use super::{EventFilter, Frame, Hub, Resume, Subscriber};
+use crate::listen::event::{Event, COLUMNS};
+use crate::live::Live;
+
+/// Events read per outbox query.
+pub const OUTBOX_BATCH: i64 = 1_000;
+
+/// One step of catch-up.
+#[derive(Debug)]
+pub enum CatchUp {
+    /// Registered for live frames (the ring's backlog is already queued).
+    Live,
+    /// Frames read from the outbox; after writing them the subscriber's
+    /// position is `covered`. Call [`step`] again.
+    Batch {
+        /// Event frames in seq order (those passing the filter).
+        frames: Arc<[Frame]>,
+        /// Every event up to this seq is in `frames` or filtered out.
+        covered: i64,
+    },
+}
+
+/// Catches `sub` up from `since` (the last seq it was written) by one step.
+pub async fn step(
+    hub: &Hub,
+    pool: &Pool,
+    live: &Live,
+    sub: &Arc<Subscriber>,
+    since: i64,
+    filter: EventFilter,
+) -> anyhow::Result<CatchUp> {
+    let upto = match hub.resume_events(sub, since, filter) {
+        Resume::Registered => return Ok(CatchUp::Live),
+        Resume::NeedOutbox { upto } => upto,
+    };
+    let (events, read_upto) = read_outbox(pool, since, upto, filter).await?;
+    let names = live.source_names();
+    let frames: Arc<[Frame]> = events.iter().map(|e| Frame::of(e, &names)).collect();
+    Ok(CatchUp::Batch {
+        frames,
+        covered: read_upto,
+    })
+}
+
+/// Reads delivered events in `(after, upto]` passing `filter`, at most
+/// [`OUTBOX_BATCH`] of them; also returns how far the read covers (`upto`
+/// when the batch is not full). Everything up to `upto` is below the
+/// delivered watermark, so it is final: holes in it are dead.
+pub async fn read_outbox(
+    pool: &Pool,
+    after: i64,
+    upto: i64,
+    filter: EventFilter,
+) -> anyhow::Result<(Vec<Event>, i64)> {
+    let client = pool.get().await?;
+    let kinds = match filter {
+        EventFilter::All => "",
+        EventFilter::Errors => " and kind like 'errors.%'",
+    };
+    let sql = format!(
+        "select {COLUMNS} from monitor.events
+          where seq > $1 and seq <= $2{kinds} order by seq limit $3"
+    );
+    let rows = client.query(&sql, &[&after, &upto, &OUTBOX_BATCH]).await?;
+    let events = rows
+        .iter()
+        .map(|r| Event::from_row(r, 0))
+        .collect::<Result<Vec<_>, _>>()?;
+    let covered = if (events.len() as i64) < OUTBOX_BATCH {
+        upto
+    } else {
+        events.last().map_or(upto, |e| e.seq)
+    };
+    Ok((events, covered))
+}

@@ -1,0 +1,392 @@
+//! Trends: per-bucket series of one metric over up to 12 months, for charts.
+//!
+//! Where each bucket comes from (see docs/data-model.md, "Trends"):
+//!
+//! - **the live edge** — buckets starting at or after
+//!   [`complete_minutes_from`](crate::live::series::complete_minutes_from)
+//!   (about the last 24 h) are summed from the live aggregates' 1-minute
+//!   buckets: the very numbers `/api/kpis` reports;
+//! - **history** — older buckets come from the rollup tables
+//!   (`monitor.rollup_minute|hour|day`, kept by [`rollup`]) at their state
+//!   `rollup_state.seq`, plus the contributions of the few events above that
+//!   seq not yet flushed (read from the outbox in the same snapshot), so an
+//!   old row inserted a second ago is already counted;
+//! - **old minutes** — minute buckets older than the minute rollups' retention
+//!   are computed from the base tables (through the same `monitor.*_contrib`
+//!   functions), exact as well.
+//!
+//! A bucket straddling the live edge takes its older minutes from the minute
+//! rollups and the rest from memory.
+
+pub mod query;
+pub mod rollup;
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+
+use crate::live::contribution::{Contribution, Counter, Metric};
+use crate::live::histogram::{self, LagHistogram};
+use crate::live::series::Slot;
+
+/// Trend bucket width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bucket {
+    /// 1 minute; ranges up to 7 days.
+    Minute,
+    /// 1 hour; ranges up to 90 days.
+    Hour,
+    /// 1 day (UTC); ranges up to 400 days.
+    Day,
+}
+
+impl Bucket {
+    /// Every bucket width.
+    pub const ALL: [Bucket; 3] = [Bucket::Minute, Bucket::Hour, Bucket::Day];
+
+    /// Parses `minute`, `hour` or `day`.
+    pub fn parse(s: &str) -> Option<Bucket> {
+        Bucket::ALL.into_iter().find(|b| b.name() == s)
+    }
+
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bucket::Minute => "minute",
+            Bucket::Hour => "hour",
+            Bucket::Day => "day",
+        }
+    }
+
+    /// Width in seconds.
+    pub fn secs(self) -> i64 {
+        match self {
+            Bucket::Minute => 60,
+            Bucket::Hour => 3_600,
+            Bucket::Day => 86_400,
+        }
+    }
+
+    /// Longest range (seconds) a request may ask for with this width.
+    pub fn max_range(self) -> i64 {
+        match self {
+            Bucket::Minute => 7 * 86_400,
+            Bucket::Hour => 90 * 86_400,
+            Bucket::Day => 400 * 86_400,
+        }
+    }
+
+    /// Range used when `from` is not given.
+    pub fn default_range(self) -> i64 {
+        match self {
+            Bucket::Minute => 3_600,
+            Bucket::Hour => 86_400,
+            Bucket::Day => 30 * 86_400,
+        }
+    }
+
+    /// The rollup table of this width.
+    pub fn table(self) -> &'static str {
+        match self {
+            Bucket::Minute => "monitor.rollup_minute",
+            Bucket::Hour => "monitor.rollup_hour",
+            Bucket::Day => "monitor.rollup_day",
+        }
+    }
+}
+
+/// A metric a trend can show.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrendMetric {
+    /// API name (`received`, `lag_p95`, …).
+    pub name: &'static str,
+    /// The counter it sums, or None for a lag percentile.
+    pub counter: Option<Counter>,
+    /// Lag quantile (0..1) for lag metrics.
+    pub quantile: f64,
+}
+
+impl TrendMetric {
+    /// Every trend metric.
+    pub const ALL: [TrendMetric; 12] = [
+        TrendMetric::count("received", Counter::Received),
+        TrendMetric::count("normalized", Counter::Normalized),
+        TrendMetric::count("rejected", Counter::Rejected),
+        TrendMetric::count("errors", Counter::Errors),
+        TrendMetric::count("warnings", Counter::Warnings),
+        TrendMetric::count("runs_started", Counter::RunsStarted),
+        TrendMetric::count("runs_succeeded", Counter::RunsSucceeded),
+        TrendMetric::count("runs_failed", Counter::RunsFailed),
+        TrendMetric::count("runs_partial", Counter::RunsPartial),
+        TrendMetric::lag("lag_p50", 0.50),
+        TrendMetric::lag("lag_p95", 0.95),
+        TrendMetric::lag("lag_p99", 0.99),
+    ];
+
+    const fn count(name: &'static str, counter: Counter) -> TrendMetric {
+        TrendMetric {
+            name,
+            counter: Some(counter),
+            quantile: 0.0,
+        }
+    }
+
+    const fn lag(name: &'static str, quantile: f64) -> TrendMetric {
+        TrendMetric {
+            name,
+            counter: None,
+            quantile,
+        }
+    }
+
+    /// Parses an API metric name.
+    pub fn parse(s: &str) -> Option<TrendMetric> {
+        TrendMetric::ALL.into_iter().find(|m| m.name == s)
+    }
+
+    /// Names, comma-separated (for error messages).
+    pub fn available() -> String {
+        TrendMetric::ALL.map(|m| m.name).join(", ")
+    }
+
+    /// The trigger's metric name stored in the rollups (`lag` for lag percentiles).
+    pub fn stored(self) -> &'static str {
+        match self.counter {
+            Some(c) => counter_name(c),
+            None => "lag",
+        }
+    }
+
+    /// True for lag percentiles.
+    pub fn is_lag(self) -> bool {
+        self.counter.is_none()
+    }
+}
+
+/// The trigger's name of a counter.
+pub fn counter_name(c: Counter) -> &'static str {
+    match c {
+        Counter::Received => "received",
+        Counter::Normalized => "normalized",
+        Counter::Rejected => "rejected",
+        Counter::Errors => "errors",
+        Counter::Warnings => "warnings",
+        Counter::RunsStarted => "runs_started",
+        Counter::RunsSucceeded => "runs_succeeded",
+        Counter::RunsFailed => "runs_failed",
+        Counter::RunsPartial => "runs_partial",
+    }
+}
+
+/// What a contribution adds to the rollups: `(metric, second, val)` where
+/// `val` is the lag bin for `lag` and 0 otherwise; None for gauges.
+pub fn rollup_key(c: &Contribution) -> Option<(&'static str, i64, i64)> {
+    let sec = c.sec?;
+    match c.metric {
+        Metric::Counter(k) => Some((counter_name(k), sec, 0)),
+        Metric::Lag => Some(("lag", sec, lag_bin(c.val))),
+        _ => None,
+    }
+}
+
+/// The histogram bin of a lag value in ms (negative and missing count as 0).
+pub fn lag_bin(val: Option<i64>) -> i64 {
+    i64::from(histogram::bin(val.unwrap_or(0).max(0) as u64))
+}
+
+/// First minute-rollup bucket trends may read at `now_sec`: the rollup writer
+/// keeps minute rows from one day before it (margin for clocks and the daily
+/// prune), for `days` days.
+pub fn minute_rollups_from(now_sec: i64, days: i64) -> i64 {
+    now_sec.div_euclid(86_400) * 86_400 - days * 86_400
+}
+
+/// One bucket of one series while it is being summed.
+#[derive(Debug, Clone, Default)]
+struct Cell {
+    n: i64,
+    lag: LagHistogram,
+}
+
+/// The buckets of a trend answer, filled from any mix of sources (live
+/// minutes, rollup rows, outbox events, base tables).
+#[derive(Debug)]
+pub struct Grid {
+    metric: TrendMetric,
+    from: i64,
+    step: i64,
+    visible: HashSet<i64>,
+    /// Source id -> index into `series`.
+    asked: HashMap<i64, usize>,
+    total: Vec<Cell>,
+    series: Vec<Vec<Cell>>,
+}
+
+impl Grid {
+    /// Buckets `[from, to)` of `step` seconds (both aligned); `visible`
+    /// sources count in the total; `asked` get their own series, in order.
+    pub fn new(
+        metric: TrendMetric,
+        from: i64,
+        to: i64,
+        step: i64,
+        visible: HashSet<i64>,
+        asked: &[i64],
+    ) -> Grid {
+        let len = ((to - from) / step).max(0) as usize;
+        Grid {
+            metric,
+            from,
+            step,
+            visible,
+            asked: asked.iter().enumerate().map(|(i, id)| (*id, i)).collect(),
+            total: vec![Cell::default(); len],
+            series: vec![vec![Cell::default(); len]; asked.len()],
+        }
+    }
+
+    fn cells(&mut self, source: i64, sec: i64) -> impl Iterator<Item = &mut Cell> {
+        let idx = (sec - self.from).div_euclid(self.step);
+        let idx = usize::try_from(idx).ok().filter(|i| *i < self.total.len());
+        let counted = self.visible.contains(&source);
+        let own = self.asked.get(&source).copied();
+        let (total, series) = (&mut self.total, &mut self.series);
+        let t = idx.filter(|_| counted).and_then(|i| total.get_mut(i));
+        let s = match (idx, own) {
+            (Some(i), Some(o)) => series.get_mut(o).and_then(|v| v.get_mut(i)),
+            _ => None,
+        };
+        t.into_iter().chain(s)
+    }
+
+    /// Adds `n` to the bucket holding `sec` (for lag metrics, `n` samples in bin `val`).
+    pub fn add(&mut self, source: i64, sec: i64, val: i64, n: i64) {
+        let lag = self.metric.is_lag();
+        let bin = u32::try_from(val.max(0)).unwrap_or(u32::MAX);
+        for cell in self.cells(source, sec) {
+            if lag {
+                cell.lag.add_bin(bin, n);
+            } else {
+                cell.n += n;
+            }
+        }
+    }
+
+    /// Adds a live 1-minute bucket.
+    pub fn add_slot(&mut self, source: i64, minute: i64, slot: &Slot) {
+        let metric = self.metric;
+        for cell in self.cells(source, minute) {
+            match metric.counter {
+                Some(k) => cell.n += slot.counts[k as usize],
+                None => cell.lag.merge(&slot.lag),
+            }
+        }
+    }
+
+    /// The series as JSON columns: total first, then the asked sources by name.
+    pub fn finish(self, names: &[String]) -> (Vec<i64>, Vec<(String, Vec<serde_json::Value>)>) {
+        let t = (0..self.total.len() as i64)
+            .map(|i| self.from + i * self.step)
+            .collect();
+        let metric = self.metric;
+        let column = |cells: Vec<Cell>| -> Vec<serde_json::Value> {
+            cells
+                .into_iter()
+                .map(|c| match metric.counter {
+                    Some(_) => c.n.into(),
+                    None => c.lag.percentile(metric.quantile).into(),
+                })
+                .collect()
+        };
+        let mut out = vec![("total".to_string(), column(self.total))];
+        for (name, cells) in names.iter().zip(self.series) {
+            out.push((name.clone(), column(cells)));
+        }
+        (t, out)
+    }
+}
+
+/// The JSON answer of `GET /api/trends`.
+#[derive(Debug, Serialize)]
+pub struct Trend {
+    /// The metric.
+    pub metric: &'static str,
+    /// The bucket width.
+    pub bucket: Bucket,
+    /// Start of the first bucket (epoch seconds, inclusive).
+    pub from: i64,
+    /// End of the last bucket (epoch seconds, exclusive).
+    pub to: i64,
+    /// Bucket width in seconds.
+    pub step: i64,
+    /// Live delivered watermark when the answer was computed.
+    pub seq: i64,
+    /// Rollup state the history part was read at (events above it came from the outbox).
+    pub rollup_seq: i64,
+    /// Bucket starts, epoch seconds.
+    pub t: Vec<i64>,
+    /// One array per series (`total`, then each asked source), aligned with `t`:
+    /// counts (0 for empty buckets) or lag percentiles in ms (null without samples).
+    pub series: serde_json::Map<String, serde_json::Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn totals_count_only_visible_sources_and_asked_sources_get_series() {
+        let m = TrendMetric::parse("received").expect("metric");
+        let mut g = Grid::new(m, 0, 180, 60, HashSet::from([1, 2]), &[2]);
+        g.add(1, 5, 0, 3); // visible, not asked
+        g.add(2, 65, 0, 4); // visible and asked
+        g.add(3, 125, 0, 100); // invisible: nowhere
+        g.add(1, 180, 0, 9); // out of range
+        g.add(1, -1, 0, 9); // out of range
+        let (t, series) = g.finish(&["crm".into()]);
+        assert_eq!(t, vec![0, 60, 120]);
+        assert_eq!(
+            series[0],
+            ("total".into(), vec![json!(3), json!(4), json!(0)])
+        );
+        assert_eq!(
+            series[1],
+            ("crm".into(), vec![json!(0), json!(4), json!(0)])
+        );
+    }
+
+    #[test]
+    fn lag_series_are_percentiles_and_null_when_empty() {
+        let m = TrendMetric::parse("lag_p95").expect("metric");
+        let mut g = Grid::new(m, 0, 120, 60, HashSet::from([1]), &[]);
+        for v in 1..=100 {
+            g.add(1, 10, lag_bin(Some(v)), 1);
+        }
+        let (_, series) = g.finish(&[]);
+        assert_eq!(series[0].1, vec![json!(95.0), serde_json::Value::Null]);
+    }
+
+    #[test]
+    fn rollup_keys_bin_lag_and_skip_gauges() {
+        let c = |metric, sec, val| Contribution {
+            source_id: 1,
+            metric,
+            sec,
+            val,
+            n: 1,
+            label: None,
+        };
+        assert_eq!(
+            rollup_key(&c(Metric::Counter(Counter::Errors), Some(7), None)),
+            Some(("errors", 7, 0))
+        );
+        assert_eq!(
+            rollup_key(&c(Metric::Lag, Some(7), Some(5_000))),
+            Some(("lag", 7, i64::from(histogram::bin(5_000))))
+        );
+        assert_eq!(rollup_key(&c(Metric::Backlog, None, None)), None);
+        assert_eq!(minute_rollups_from(86_400 * 10 + 5, 3), 86_400 * 7);
+    }
+}

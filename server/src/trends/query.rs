@@ -1,0 +1,295 @@
+//! Computing one trend: the history part in ONE repeatable-read snapshot
+//! (rollup state, rollup rows, the events above the rollup state, base rows
+//! for minutes older than the minute rollups), then the live edge from memory.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::Transaction;
+
+use super::{lag_bin, minute_rollups_from, Bucket, Grid, Trend, TrendMetric};
+use crate::auth::Principal;
+use crate::error::AppError;
+use crate::live::series::complete_minutes_from;
+use crate::state::AppState;
+
+/// A validated trend request (bounds aligned to the bucket width).
+#[derive(Debug, Clone)]
+pub struct TrendRequest {
+    /// The metric.
+    pub metric: TrendMetric,
+    /// The bucket width.
+    pub bucket: Bucket,
+    /// First bucket start (aligned).
+    pub from: i64,
+    /// End of the last bucket (aligned).
+    pub to: i64,
+    /// Sources that get their own series, by name, in the order asked.
+    pub sources: Vec<String>,
+}
+
+/// Where the history part reads from, for one request at one `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Plan {
+    /// Buckets `[from, full_end)` from the rollup table of the request's width.
+    table: Option<(i64, i64)>,
+    /// Minutes `[a, b)` from `monitor.rollup_minute`.
+    minutes: Option<(i64, i64)>,
+    /// Minutes `[a, b)` from the base tables (older than the minute rollups).
+    base: Option<(i64, i64)>,
+    /// Everything before this comes from PostgreSQL, the rest from memory.
+    live_from: i64,
+}
+
+fn span(a: i64, b: i64) -> Option<(i64, i64)> {
+    (a < b).then_some((a, b))
+}
+
+impl Plan {
+    fn new(req: &TrendRequest, horizon: i64, minutes_from: i64) -> Plan {
+        let step = req.bucket.secs();
+        let stored_end = req.to.min(horizon).max(req.from);
+        // Whole buckets before the live edge come from the width's own table;
+        // a bucket straddling the edge takes its older minutes from minute rollups.
+        let full_end = match req.bucket {
+            Bucket::Minute => req.from,
+            Bucket::Hour | Bucket::Day => stored_end.div_euclid(step) * step,
+        }
+        .max(req.from);
+        let (ma, mb) = (full_end, stored_end);
+        Plan {
+            table: span(req.from, full_end),
+            minutes: span(ma.max(minutes_from), mb),
+            base: span(ma, mb.min(minutes_from)),
+            live_from: stored_end,
+        }
+    }
+}
+
+fn ts(sec: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(sec, 0).unwrap_or_default()
+}
+
+/// Computes the trend for `principal` at `now_sec`.
+pub async fn run(
+    st: &AppState,
+    principal: &Principal,
+    req: &TrendRequest,
+    now_sec: i64,
+) -> Result<Trend, AppError> {
+    let plan = Plan::new(
+        req,
+        complete_minutes_from(now_sec),
+        minute_rollups_from(now_sec, i64::from(st.options.rollup_minute_days)),
+    );
+    let mut client = st.pool.get().await?;
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let Some(state) = tx
+        .query_opt(
+            "select seq, counted from monitor.rollup_state where id = 1",
+            &[],
+        )
+        .await?
+    else {
+        return Err(AppError::Unavailable(
+            "trend history is being built (first start of the rollups); retry shortly".into(),
+        ));
+    };
+    let (rollup_seq, counted): (i64, Vec<i64>) = (state.get(0), state.get(1));
+    let sources: Vec<(i64, String)> = tx
+        .query("select id, name from ingest.sources order by id", &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let by_name: HashMap<&str, i64> = sources.iter().map(|(id, n)| (n.as_str(), *id)).collect();
+    let mut asked = Vec::with_capacity(req.sources.len());
+    for name in &req.sources {
+        let Some(id) = by_name.get(name.as_str()) else {
+            let shown: String = name.chars().take(64).collect();
+            return Err(AppError::invalid(
+                "source",
+                format!("unknown source {shown:?}"),
+            ));
+        };
+        if !principal.can_see(name) {
+            return Err(AppError::Forbidden(format!(
+                "source {name:?} is outside this token's scope"
+            )));
+        }
+        asked.push(*id);
+    }
+    let visible: HashSet<i64> = sources
+        .iter()
+        .filter(|(_, n)| principal.can_see(n))
+        .map(|(id, _)| *id)
+        .collect();
+    let step = req.bucket.secs();
+    let mut grid = Grid::new(req.metric, req.from, req.to, step, visible, &asked);
+    let metric = req.metric;
+
+    if let Some((a, b)) = plan.table {
+        read_rollups(&tx, &mut grid, req.bucket.table(), metric, a, b).await?;
+    }
+    if let Some((a, b)) = plan.minutes {
+        read_rollups(&tx, &mut grid, Bucket::Minute.table(), metric, a, b).await?;
+    }
+    if let Some((a, b)) = plan.base {
+        read_base(&tx, &mut grid, metric, a, b).await?;
+    }
+    if req.from < plan.live_from {
+        // Events above the rollup state, not yet flushed: their contributions
+        // to the buckets read from rollups (not those read from base tables).
+        let rows = tx
+            .query(
+                "select (d->>0)::bigint, (d->>2)::bigint, (d->>3)::bigint, (d->>4)::bigint
+                   from monitor.events e cross join lateral jsonb_array_elements(e.summary->'d') d
+                  where e.seq > $1 and e.seq <> all($2) and d->>1 = $3
+                    and (d->>2)::bigint >= $4 and (d->>2)::bigint < $5",
+                &[
+                    &rollup_seq,
+                    &counted,
+                    &metric.stored(),
+                    &req.from,
+                    &plan.live_from,
+                ],
+            )
+            .await?;
+        for r in &rows {
+            let (src, sec, val, n): (Option<i64>, i64, Option<i64>, Option<i64>) =
+                (r.get(0), r.get(1), r.get(2), r.get(3));
+            if plan.base.is_some_and(|(a, b)| sec >= a && sec < b) {
+                continue;
+            }
+            let val = if metric.is_lag() { lag_bin(val) } else { 0 };
+            grid.add(src.unwrap_or(0), sec, val, n.unwrap_or(0));
+        }
+    }
+    tx.commit().await?;
+    drop(client);
+
+    if plan.live_from < req.to {
+        st.live
+            .for_each_minute(plan.live_from, req.to, |src, minute, slot| {
+                grid.add_slot(src, minute, slot)
+            });
+    }
+    let names: Vec<String> = req.sources.clone();
+    let (t, columns) = grid.finish(&names);
+    Ok(Trend {
+        metric: metric.name,
+        bucket: req.bucket,
+        from: req.from,
+        to: req.to,
+        step,
+        seq: st.live.seq(),
+        rollup_seq,
+        t,
+        series: columns
+            .into_iter()
+            .map(|(k, v)| (k, serde_json::Value::Array(v)))
+            .collect(),
+    })
+}
+
+async fn read_rollups(
+    tx: &Transaction<'_>,
+    grid: &mut Grid,
+    table: &str,
+    metric: TrendMetric,
+    a: i64,
+    b: i64,
+) -> Result<(), tokio_postgres::Error> {
+    let sql = format!(
+        "select source_id, extract(epoch from bucket)::bigint, val, n from {table}
+          where metric = $1 and bucket >= $2 and bucket < $3"
+    );
+    for r in tx.query(&sql, &[&metric.stored(), &ts(a), &ts(b)]).await? {
+        grid.add(r.get(0), r.get(1), r.get(2), r.get(3));
+    }
+    Ok(())
+}
+
+/// Minutes older than the minute rollups, from the base tables.
+async fn read_base(
+    tx: &Transaction<'_>,
+    grid: &mut Grid,
+    metric: TrendMetric,
+    a: i64,
+    b: i64,
+) -> Result<(), tokio_postgres::Error> {
+    let stored = metric.stored();
+    let (table, contrib, column) = match stored {
+        "received" => ("raw_records", "monitor.raw_records_contrib", "received_at"),
+        "normalized" | "rejected" | "lag" => {
+            ("raw_records", "monitor.raw_records_contrib", "processed_at")
+        }
+        "runs_started" => ("runs", "monitor.runs_contrib", "started_at"),
+        "runs_succeeded" | "runs_failed" | "runs_partial" => {
+            ("runs", "monitor.runs_contrib", "finished_at")
+        }
+        _ => ("errors", "monitor.errors_contrib", "occurred_at"),
+    };
+    let sql = format!(
+        "select k.source_id, k.sec / 60 * 60, coalesce(k.val, 0), count(*)::bigint
+           from ingest.{table} r cross join lateral {contrib}(row(r.*)::ingest.{table}) k
+          where r.{column} >= $1 and r.{column} < $2 and k.metric = $3
+            and k.sec >= $4 and k.sec < $5
+          group by 1, 2, 3"
+    );
+    for r in tx.query(&sql, &[&ts(a), &ts(b), &stored, &a, &b]).await? {
+        let val: i64 = r.get(2);
+        let val = if metric.is_lag() {
+            lag_bin(Some(val))
+        } else {
+            0
+        };
+        grid.add(r.get(0), r.get(1), val, r.get(3));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(bucket: Bucket, from: i64, to: i64) -> TrendRequest {
+        TrendRequest {
+            metric: TrendMetric::ALL[0],
+            bucket,
+            from,
+            to,
+            sources: vec![],
+        }
+    }
+
+    const D: i64 = 86_400;
+
+    #[test]
+    fn plans_split_history_straddle_and_live_edge() {
+        // day buckets over 10 days; live edge in the middle of day 9
+        let p = Plan::new(&req(Bucket::Day, 0, 10 * D), 9 * D + 3_600, 5 * D);
+        assert_eq!(p.table, Some((0, 9 * D)));
+        assert_eq!(p.minutes, Some((9 * D, 9 * D + 3_600)));
+        assert_eq!(p.base, None);
+        assert_eq!(p.live_from, 9 * D + 3_600);
+        // all history: no straddle, no live part
+        let p = Plan::new(&req(Bucket::Hour, 0, 2 * D), 9 * D, 5 * D);
+        assert_eq!(p.table, Some((0, 2 * D)));
+        assert_eq!((p.minutes, p.base, p.live_from), (None, None, 2 * D));
+        // minutes partly older than the minute rollups
+        let p = Plan::new(&req(Bucket::Minute, 4 * D, 6 * D), 9 * D, 5 * D);
+        assert_eq!(p.table, None);
+        assert_eq!(p.base, Some((4 * D, 5 * D)));
+        assert_eq!(p.minutes, Some((5 * D, 6 * D)));
+        // entirely live
+        let p = Plan::new(&req(Bucket::Minute, 9 * D, 10 * D), 9 * D, 5 * D);
+        assert_eq!((p.table, p.minutes, p.base), (None, None, None));
+        assert_eq!(p.live_from, 9 * D);
+    }
+}
