@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use crate::error::AppError;
 use crate::hub::catchup::{self, CatchUp};
 use crate::hub::{EventFilter, Outgoing, ResyncBudget, Subscriber, Topic};
 use crate::state::AppState;
@@ -32,8 +33,14 @@ pub const CLOSE_SLOW: u16 = 4008;
 /// Close code: no frame (not even a pong) from the client within the idle timeout.
 pub const CLOSE_IDLE: u16 = 4002;
 
-/// `GET /ws` — upgrade.
+/// `GET /ws` — upgrade, once the live aggregates are warm: before that the
+/// hub's event log has no start yet, so a resume from `since` could not be
+/// served exactly (503, like `/api/kpis`; clients retry).
 pub async fn upgrade(State(st): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    if !st.status.warm.load(std::sync::atomic::Ordering::Acquire) {
+        return AppError::Unavailable("the server is warming up; retry shortly".into())
+            .into_response();
+    }
     ws.max_message_size(HARD_FRAME_LIMIT)
         .max_frame_size(HARD_FRAME_LIMIT)
         .on_upgrade(move |socket| async move {
