@@ -246,25 +246,35 @@ impl Grid {
         }
     }
 
-    fn cells(&mut self, source: i64, sec: i64) -> impl Iterator<Item = &mut Cell> {
+    /// The cells a value of `source` at `sec` goes to: the total's (when
+    /// `total` and the source is visible) and the source's own series (when
+    /// `own` and it was asked for).
+    fn cells(
+        &mut self,
+        source: Option<i64>,
+        sec: i64,
+        total: bool,
+        own: bool,
+    ) -> impl Iterator<Item = &mut Cell> {
         let idx = (sec - self.from).div_euclid(self.step);
         let idx = usize::try_from(idx).ok().filter(|i| *i < self.total.len());
-        let counted = self.visible.contains(&source);
-        let own = self.asked.get(&source).copied();
-        let (total, series) = (&mut self.total, &mut self.series);
-        let t = idx.filter(|_| counted).and_then(|i| total.get_mut(i));
-        let s = match (idx, own) {
+        let counted = total && source.is_none_or(|s| self.visible.contains(&s));
+        let mine = source
+            .filter(|_| own)
+            .and_then(|s| self.asked.get(&s).copied());
+        let (totals, series) = (&mut self.total, &mut self.series);
+        let t = idx.filter(|_| counted).and_then(|i| totals.get_mut(i));
+        let s = match (idx, mine) {
             (Some(i), Some(o)) => series.get_mut(o).and_then(|v| v.get_mut(i)),
             _ => None,
         };
         t.into_iter().chain(s)
     }
 
-    /// Adds `n` to the bucket holding `sec` (for lag metrics, `n` samples in bin `val`).
-    pub fn add(&mut self, source: i64, sec: i64, val: i64, n: i64) {
+    fn put(&mut self, source: Option<i64>, sec: i64, val: i64, n: i64, total: bool, own: bool) {
         let lag = self.metric.is_lag();
         let bin = u32::try_from(val.max(0)).unwrap_or(u32::MAX);
-        for cell in self.cells(source, sec) {
+        for cell in self.cells(source, sec, total, own) {
             if lag {
                 cell.lag.add_bin(bin, n);
             } else {
@@ -273,10 +283,40 @@ impl Grid {
         }
     }
 
+    /// Adds `n` of `source` to the bucket holding `sec`, in the total and in
+    /// the source's series (for lag metrics: `n` samples in bin `val`).
+    pub fn add(&mut self, source: i64, sec: i64, val: i64, n: i64) {
+        self.put(Some(source), sec, val, n, true, true);
+    }
+
+    /// Adds `n` to the total only; the caller already summed visible sources.
+    pub fn add_total(&mut self, sec: i64, val: i64, n: i64) {
+        self.put(None, sec, val, n, true, false);
+    }
+
+    /// Adds `n` to `source`'s own series only (not to the total).
+    pub fn add_own(&mut self, source: i64, sec: i64, val: i64, n: i64) {
+        self.put(Some(source), sec, val, n, false, true);
+    }
+
+    /// Ids of the sources the total counts.
+    pub fn visible_ids(&self) -> Vec<i64> {
+        let mut v: Vec<i64> = self.visible.iter().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Ids of the sources with their own series.
+    pub fn asked_ids(&self) -> Vec<i64> {
+        let mut v: Vec<i64> = self.asked.keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
     /// Adds a live 1-minute bucket.
     pub fn add_slot(&mut self, source: i64, minute: i64, slot: &Slot) {
         let metric = self.metric;
-        for cell in self.cells(source, minute) {
+        for cell in self.cells(Some(source), minute, true, true) {
             match metric.counter {
                 Some(k) => cell.n += slot.counts[k as usize],
                 None => cell.lag.merge(&slot.lag),
@@ -322,8 +362,10 @@ pub struct Trend {
     pub step: i64,
     /// Live delivered watermark when the answer was computed.
     pub seq: i64,
-    /// Rollup state the history part was read at (events above it came from the outbox).
-    pub rollup_seq: i64,
+    /// Rollup state the history part was read at (events above it came from
+    /// the outbox); null while the rollups are first built (live-edge-only
+    /// ranges are still answered).
+    pub rollup_seq: Option<i64>,
     /// Bucket starts, epoch seconds.
     pub t: Vec<i64>,
     /// One array per series (`total`, then each asked source), aligned with `t`:

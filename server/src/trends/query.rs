@@ -89,18 +89,22 @@ pub async fn run(
         .read_only(true)
         .start()
         .await?;
-    let Some(state) = tx
+    let state = tx
         .query_opt(
             "select seq, counted from monitor.rollup_state where id = 1",
             &[],
         )
-        .await?
-    else {
-        return Err(AppError::Unavailable(
-            "trend history is being built (first start of the rollups); retry shortly".into(),
-        ));
+        .await?;
+    let history = req.from < plan.live_from;
+    let (rollup_seq, counted): (Option<i64>, Vec<i64>) = match state {
+        Some(r) => (Some(r.get(0)), r.get(1)),
+        None if history => {
+            return Err(AppError::Unavailable(
+                "trend history is being built (first start of the rollups); retry shortly".into(),
+            ))
+        }
+        None => (None, Vec::new()), // the live edge alone needs no rollups
     };
-    let (rollup_seq, counted): (i64, Vec<i64>) = (state.get(0), state.get(1));
     let sources: Vec<(i64, String)> = tx
         .query("select id, name from ingest.sources order by id", &[])
         .await?
@@ -142,7 +146,7 @@ pub async fn run(
     if let Some((a, b)) = plan.base {
         read_base(&tx, &mut grid, metric, a, b).await?;
     }
-    if req.from < plan.live_from {
+    if let Some(rollup_seq) = rollup_seq.filter(|_| history) {
         // Events above the rollup state, not yet flushed: their contributions
         // to the buckets read from rollups (not those read from base tables).
         let rows = tx
@@ -205,12 +209,33 @@ async fn read_rollups(
     a: i64,
     b: i64,
 ) -> Result<(), tokio_postgres::Error> {
+    // The total, summed across visible sources by PostgreSQL (one row per
+    // bucket, or per bucket and lag bin), then the asked sources' own rows.
+    let visible = grid.visible_ids();
+    let sql = format!(
+        "select extract(epoch from bucket)::bigint, val, sum(n)::bigint from {table}
+          where metric = $1 and bucket >= $2 and bucket < $3 and source_id = any($4)
+          group by 1, 2"
+    );
+    for r in tx
+        .query(&sql, &[&metric.stored(), &ts(a), &ts(b), &visible])
+        .await?
+    {
+        grid.add_total(r.get(0), r.get(1), r.get(2));
+    }
+    let asked = grid.asked_ids();
+    if asked.is_empty() {
+        return Ok(());
+    }
     let sql = format!(
         "select source_id, extract(epoch from bucket)::bigint, val, n from {table}
-          where metric = $1 and bucket >= $2 and bucket < $3"
+          where metric = $1 and bucket >= $2 and bucket < $3 and source_id = any($4)"
     );
-    for r in tx.query(&sql, &[&metric.stored(), &ts(a), &ts(b)]).await? {
-        grid.add(r.get(0), r.get(1), r.get(2), r.get(3));
+    for r in tx
+        .query(&sql, &[&metric.stored(), &ts(a), &ts(b), &asked])
+        .await?
+    {
+        grid.add_own(r.get(0), r.get(1), r.get(2), r.get(3));
     }
     Ok(())
 }

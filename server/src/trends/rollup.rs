@@ -511,13 +511,20 @@ async fn upsert(
     if sums.is_empty() {
         return Ok(());
     }
-    let mut cols: (Vec<i64>, Vec<i64>, Vec<&str>, Vec<i64>, Vec<i64>) = Default::default();
-    for (&(src, bucket, metric, val), &n) in sums {
-        cols.0.push(src);
-        cols.1.push(bucket);
-        cols.2.push(metric);
-        cols.3.push(val);
-        cols.4.push(n);
+    let len = sums.len();
+    let (mut src, mut bucket, mut metric, mut val, mut n) = (
+        Vec::with_capacity(len),
+        Vec::with_capacity(len),
+        Vec::with_capacity(len),
+        Vec::with_capacity(len),
+        Vec::with_capacity(len),
+    );
+    for (&(s, b, m, v), &count) in sums {
+        src.push(s);
+        bucket.push(b);
+        metric.push(m);
+        val.push(v);
+        n.push(count);
     }
     let sql = format!(
         "insert into {table} as r (source_id, bucket, metric, val, n)
@@ -525,17 +532,17 @@ async fn upsert(
            from unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[]) as t(s, b, m, v, n)
          on conflict (metric, bucket, source_id, val) do update set n = r.n + excluded.n"
     );
-    tx.execute(&sql, &[&cols.0, &cols.1, &cols.2, &cols.3, &cols.4])
+    tx.execute(&sql, &[&src, &bucket, &metric, &val, &n])
         .await?;
     // Only a negative delta (a row updated away or deleted) can bring a row to 0.
-    if cols.4.iter().any(|n| *n < 0) {
+    if n.iter().any(|n| *n < 0) {
         let sql = format!(
             "delete from {table} r
               using unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[]) as t(s, b, m, v, n)
               where t.n < 0 and r.metric = t.m and r.bucket = to_timestamp(t.b)
                 and r.source_id = t.s and r.val = t.v and r.n = 0"
         );
-        tx.execute(&sql, &[&cols.0, &cols.1, &cols.2, &cols.3, &cols.4])
+        tx.execute(&sql, &[&src, &bucket, &metric, &val, &n])
             .await?;
     }
     Ok(())
