@@ -118,7 +118,8 @@ impl Session {
             "protocol": PROTOCOL_VERSION,
             "server": concat!("ingestwatch/", env!("CARGO_PKG_VERSION")),
             "seq": st.live.seq(),
-            "topics": topics.iter().map(|t| t.name()).collect::<Vec<_>>(),
+            "topics": Topic::ALL.map(Topic::name),
+            "subscribed": topics.iter().map(|t| t.name()).collect::<Vec<_>>(),
         });
         let mut s = Session {
             st,

@@ -209,8 +209,27 @@ async fn read_rollups(
     a: i64,
     b: i64,
 ) -> Result<(), tokio_postgres::Error> {
-    // The total, summed across visible sources by PostgreSQL (one row per
-    // bucket, or per bucket and lag bin), then the asked sources' own rows.
+    if metric.is_lag() {
+        // One histogram row per source and bucket: the total and the asked
+        // sources' series are merged here.
+        let sql = format!(
+            "select source_id, extract(epoch from bucket)::bigint, hist from {table}
+              where metric = 'lag' and bucket >= $1 and bucket < $2 and source_id = any($3)"
+        );
+        for r in tx
+            .query(&sql, &[&ts(a), &ts(b), &grid.visible_ids()])
+            .await?
+        {
+            let (src, sec): (i64, i64) = (r.get(0), r.get(1));
+            let hist: Vec<i64> = r.get::<_, Option<Vec<i64>>>(2).unwrap_or_default();
+            for pair in hist.chunks_exact(2) {
+                grid.add(src, sec, pair[0], pair[1]);
+            }
+        }
+        return Ok(());
+    }
+    // Counters: the total summed across visible sources by PostgreSQL (one
+    // row per bucket), then the asked sources' own rows.
     let visible = grid.visible_ids();
     let sql = format!(
         "select extract(epoch from bucket)::bigint, val, sum(n)::bigint from {table}

@@ -22,7 +22,7 @@
 //!   written last: `seq = d0` and `counted` = the seqs above d0 the snapshot
 //!   already shows, which the writer then skips.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -110,17 +110,37 @@ impl Pending {
         self.sums.is_empty()
     }
 
-    /// The sums folded into `step`-second buckets (from `min_bucket` on),
-    /// without zeros.
+    /// The counter sums folded into `step`-second buckets (from `min_bucket`
+    /// on), without zeros.
     fn fold(&self, step: i64, min_bucket: i64) -> HashMap<Key, i64> {
         let mut out: HashMap<Key, i64> = HashMap::new();
         for (&(src, minute, metric, val), &n) in &self.sums {
             let bucket = minute.div_euclid(step) * step;
-            if bucket >= min_bucket {
+            if bucket >= min_bucket && metric != "lag" {
                 *out.entry((src, bucket, metric, val)).or_default() += n;
             }
         }
         out.retain(|_, n| *n != 0);
+        out
+    }
+
+    /// The lag samples folded into one histogram per (source, bucket) of
+    /// `step` seconds (from `min_bucket` on): bin -> count, without zeros.
+    fn fold_lag(&self, step: i64, min_bucket: i64) -> HashMap<(i64, i64), BTreeMap<i64, i64>> {
+        let mut out: HashMap<(i64, i64), BTreeMap<i64, i64>> = HashMap::new();
+        for (&(src, minute, metric, bin), &n) in &self.sums {
+            let bucket = minute.div_euclid(step) * step;
+            if bucket >= min_bucket && metric == "lag" {
+                *out.entry((src, bucket))
+                    .or_default()
+                    .entry(bin)
+                    .or_default() += n;
+            }
+        }
+        for h in out.values_mut() {
+            h.retain(|_, n| *n != 0);
+        }
+        out.retain(|_, h| !h.is_empty());
         out
     }
 }
@@ -293,8 +313,10 @@ impl RollupWriter {
             ("monitor.rollup_day", 86_400, i64::MIN),
         ] {
             let sums = pending.fold(step, floor);
-            rows += sums.len();
+            let lags = pending.fold_lag(step, floor);
+            rows += sums.len() + lags.len();
             upsert(&tx, table, &sums).await?;
+            upsert_lag(&tx, table, &lags).await?;
         }
         let left: Vec<i64> = state
             .counted
@@ -463,7 +485,8 @@ async fn next_data_at(
 
 /// One backfill chunk `[$1, $2)` (timestamps; `$3`, `$4` the same as epoch
 /// seconds): minute sums of every contribution bucketed in it, folded into
-/// the three tables (minute rows from `$5` on). Chunks are day-aligned, so
+/// the three tables (minute rows from `$5` on; lag as one histogram row per
+/// source and bucket). Chunks are day-aligned, so
 /// no hour or day bucket is split between two chunks.
 const BACKFILL_SQL: &str = "
 with c as (
@@ -489,18 +512,46 @@ with c as (
      where r.occurred_at >= $1 and r.occurred_at < $2 and k.sec >= $3 and k.sec < $4
      group by 1, 2, 3
 ),
+-- lag: one histogram per (source, bucket), flattened (bin, count) pairs
+l as (
+    select source_id, minute, val as bin, n from c where metric = 'lag'
+),
 m as (
     insert into monitor.rollup_minute (source_id, bucket, metric, val, n)
-    select source_id, to_timestamp(minute), metric, val, n from c where minute >= $5
+    select source_id, to_timestamp(minute), metric, val, n
+      from c where minute >= $5 and metric <> 'lag'
+),
+ml as (
+    insert into monitor.rollup_minute (source_id, bucket, metric, val, n, hist)
+    select source_id, to_timestamp(minute), 'lag', 0, sum(x) filter (where o = 1), array_agg(x order by bin, o)
+      from l cross join lateral (values (0, bin), (1, n)) p(o, x)
+     where minute >= $5
+     group by source_id, minute
 ),
 h as (
     insert into monitor.rollup_hour (source_id, bucket, metric, val, n)
     select source_id, to_timestamp(minute / 3600 * 3600), metric, val, sum(n)::bigint
-      from c group by 1, 2, 3, 4
+      from c where metric <> 'lag' group by 1, 2, 3, 4
+),
+hl as (
+    insert into monitor.rollup_hour (source_id, bucket, metric, val, n, hist)
+    select source_id, to_timestamp(b), 'lag', 0, sum(x) filter (where o = 1), array_agg(x order by bin, o)
+      from (select source_id, minute / 3600 * 3600 as b, bin, sum(n)::bigint as n
+              from l group by 1, 2, 3) g
+     cross join lateral (values (0, bin), (1, n)) p(o, x)
+     group by source_id, b
+),
+d as (
+    insert into monitor.rollup_day (source_id, bucket, metric, val, n)
+    select source_id, to_timestamp(minute / 86400 * 86400), metric, val, sum(n)::bigint
+      from c where metric <> 'lag' group by 1, 2, 3, 4
 )
-insert into monitor.rollup_day (source_id, bucket, metric, val, n)
-select source_id, to_timestamp(minute / 86400 * 86400), metric, val, sum(n)::bigint
-  from c group by 1, 2, 3, 4";
+insert into monitor.rollup_day (source_id, bucket, metric, val, n, hist)
+select source_id, to_timestamp(b), 'lag', 0, sum(x) filter (where o = 1), array_agg(x order by bin, o)
+  from (select source_id, minute / 86400 * 86400 as b, bin, sum(n)::bigint as n
+          from l group by 1, 2, 3) g
+ cross join lateral (values (0, bin), (1, n)) p(o, x)
+ group by source_id, b";
 
 /// Adds `sums` to `table`; rows that reach 0 are deleted.
 async fn upsert(
@@ -548,6 +599,51 @@ async fn upsert(
     Ok(())
 }
 
+/// Adds lag histograms to `table` (`n` = samples; `hist` merged by
+/// `monitor.hist_add`); rows left without samples are deleted.
+async fn upsert_lag(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &str,
+    hists: &HashMap<(i64, i64), BTreeMap<i64, i64>>,
+) -> Result<(), tokio_postgres::Error> {
+    if hists.is_empty() {
+        return Ok(());
+    }
+    let len = hists.len();
+    let (mut src, mut bucket, mut n, mut hist) = (
+        Vec::with_capacity(len),
+        Vec::with_capacity(len),
+        Vec::with_capacity(len),
+        Vec::with_capacity(len),
+    );
+    let mut removes = false;
+    for (&(s, b), h) in hists {
+        src.push(s);
+        bucket.push(b);
+        n.push(h.values().sum::<i64>());
+        removes |= h.values().any(|c| *c < 0);
+        let pairs: Vec<String> = h.iter().map(|(bin, c)| format!("{bin},{c}")).collect();
+        hist.push(format!("{{{}}}", pairs.join(",")));
+    }
+    let sql = format!(
+        "insert into {table} as r (source_id, bucket, metric, val, n, hist)
+         select s, to_timestamp(b), 'lag', 0, n, h::bigint[]
+           from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[]) as t(s, b, n, h)
+         on conflict (metric, bucket, source_id, val)
+         do update set n = r.n + excluded.n, hist = monitor.hist_add(r.hist, excluded.hist)"
+    );
+    tx.execute(&sql, &[&src, &bucket, &n, &hist]).await?;
+    if removes {
+        let sql = format!(
+            "delete from {table} r using unnest($1::bigint[], $2::bigint[]) as t(s, b)
+              where r.metric = 'lag' and r.bucket = to_timestamp(t.b) and r.source_id = t.s
+                and r.val = 0 and r.n = 0"
+        );
+        tx.execute(&sql, &[&src, &bucket]).await?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -577,8 +673,18 @@ mod tests {
         let hours = p.fold(3_600, i64::MIN);
         assert_eq!(hours.get(&(1, 3_600, "received", 0)), Some(&5));
         assert_eq!(hours.get(&(1, 7_200, "received", 0)), None, "zero dropped");
+        assert!(hours.keys().all(|k| k.2 != "lag"), "lag is folded apart");
         let bin = i64::from(crate::live::histogram::bin(5_000));
-        assert_eq!(hours.get(&(1, 0, "lag", bin)), Some(&1));
+        p.add(&c(Metric::Lag, 20, Some(5_001), 1));
+        p.add(&c(Metric::Lag, 30, Some(7), 2));
+        p.add(&c(Metric::Lag, 40, Some(7), -2));
+        let lags = p.fold_lag(3_600, i64::MIN);
+        assert_eq!(lags.len(), 1);
+        assert_eq!(
+            lags[&(1, 0)],
+            BTreeMap::from([(bin, 2)]),
+            "7 ms cancelled out"
+        );
         let minutes = p.fold(60, 3_600);
         assert_eq!(
             minutes.len(),
