@@ -70,6 +70,25 @@ impl LagHistogram {
         }
     }
 
+    /// The (bin, count) pairs, sorted by bin.
+    pub fn bins(&self) -> &[(u32, i64)] {
+        &self.bins
+    }
+
+    /// A histogram from (bin, count) pairs in any order (counts of equal bins add up).
+    pub fn from_pairs(mut pairs: Vec<(u32, i64)>) -> LagHistogram {
+        pairs.sort_unstable_by_key(|&(b, _)| b);
+        let mut bins: Vec<(u32, i64)> = Vec::with_capacity(pairs.len());
+        for (b, n) in pairs {
+            match bins.last_mut() {
+                Some(last) if last.0 == b => last.1 += n,
+                _ => bins.push((b, n)),
+            }
+        }
+        bins.retain(|&(_, n)| n != 0);
+        LagHistogram { bins }
+    }
+
     /// Number of samples.
     pub fn count(&self) -> i64 {
         self.bins.iter().map(|&(_, n)| n).sum()
@@ -128,6 +147,8 @@ mod tests {
         assert_eq!(h.percentile(0.95), Some(95.0));
         assert_eq!(h.percentile(0.99), Some(99.0));
         assert_eq!(h.percentile(1.0), Some(100.0));
+        let pairs: Vec<(u32, i64)> = h.bins().iter().rev().copied().chain([(7, 0)]).collect();
+        assert_eq!(LagHistogram::from_pairs(pairs), h);
         let before = h.clone();
         h.add(5000, 3);
         h.add(5000, -3);

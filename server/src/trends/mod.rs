@@ -202,11 +202,13 @@ pub fn minute_rollups_from(now_sec: i64, days: i64) -> i64 {
     now_sec.div_euclid(86_400) * 86_400 - days * 86_400
 }
 
-/// One bucket of one series while it is being summed.
+/// One bucket of one series while it is being summed. Lag samples are
+/// collected as raw (bin, count) pairs and sorted once in [`Grid::finish`]
+/// (inserting into a sorted histogram pair by pair is quadratic in bins).
 #[derive(Debug, Clone, Default)]
 struct Cell {
     n: i64,
-    lag: LagHistogram,
+    lag: Vec<(u32, i64)>,
 }
 
 /// The buckets of a trend answer, filled from any mix of sources (live
@@ -276,9 +278,29 @@ impl Grid {
         let bin = u32::try_from(val.max(0)).unwrap_or(u32::MAX);
         for cell in self.cells(source, sec, total, own) {
             if lag {
-                cell.lag.add_bin(bin, n);
+                cell.lag.push((bin, n));
             } else {
                 cell.n += n;
+            }
+        }
+    }
+
+    /// Adds a lag histogram of `source` (flattened `[bin, count, …]`) to the
+    /// bucket holding `sec`, in the total and in the source's series.
+    pub fn add_hist(&mut self, source: i64, sec: i64, flat: &[i64]) {
+        let pairs = flat
+            .chunks_exact(2)
+            .map(|p| (u32::try_from(p[0].max(0)).unwrap_or(u32::MAX), p[1]));
+        let mut cells: Vec<&mut Cell> = self.cells(Some(source), sec, true, true).collect();
+        match cells.pop() {
+            None => {}
+            Some(last) if cells.is_empty() => last.lag.extend(pairs),
+            Some(last) => {
+                let pairs: Vec<(u32, i64)> = pairs.collect();
+                for c in cells {
+                    c.lag.extend_from_slice(&pairs);
+                }
+                last.lag.extend_from_slice(&pairs);
             }
         }
     }
@@ -319,7 +341,7 @@ impl Grid {
         for cell in self.cells(Some(source), minute, true, true) {
             match metric.counter {
                 Some(k) => cell.n += slot.counts[k as usize],
-                None => cell.lag.merge(&slot.lag),
+                None => cell.lag.extend_from_slice(slot.lag.bins()),
             }
         }
     }
@@ -335,7 +357,9 @@ impl Grid {
                 .into_iter()
                 .map(|c| match metric.counter {
                     Some(_) => c.n.into(),
-                    None => c.lag.percentile(metric.quantile).into(),
+                    None => LagHistogram::from_pairs(c.lag)
+                        .percentile(metric.quantile)
+                        .into(),
                 })
                 .collect()
         };

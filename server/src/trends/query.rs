@@ -222,9 +222,7 @@ async fn read_rollups(
         {
             let (src, sec): (i64, i64) = (r.get(0), r.get(1));
             let hist: Vec<i64> = r.get::<_, Option<Vec<i64>>>(2).unwrap_or_default();
-            for pair in hist.chunks_exact(2) {
-                grid.add(src, sec, pair[0], pair[1]);
-            }
+            grid.add_hist(src, sec, &hist);
         }
         return Ok(());
     }
