@@ -9,6 +9,7 @@
 //!   watermark that turns a lossy, out-of-order doorbell into an exactly-once,
 //!   seq-ordered event stream.
 //! - [`live`] — rolling KPI windows held in memory, and the KPI snapshot.
+//! - [`limits`] — connection limits and per-connection rate limiting.
 //! - [`hub`] — topics, subscribers and the fan-out policy (bounded queues).
 //! - [`http`] — the axum router: REST, WebSocket, health, metrics, client.
 //! - [`demo`] — throwaway PostgreSQL and the simulated pipeline.
@@ -23,6 +24,7 @@ pub mod demo;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod limits;
 pub mod listen;
 pub mod live;
 pub mod metrics;

@@ -34,6 +34,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Demo(args) => demo::run(args, shutdown_on_signal()).await,
         Command::Bench(args) => ingestwatch::bench::run(args).await,
+        Command::Token(args) => {
+            println!("{}", ingestwatch::auth::mint(&args)?);
+            Ok(())
+        }
         Command::Simulate(args) => {
             let shutdown = shutdown_on_signal();
             let opts = demo::simulate::SimOptions {

@@ -28,7 +28,17 @@ pub fn state(
         options.pool_size,
         Duration::from_millis(options.statement_timeout_ms),
     )?;
+    let auth = Arc::new(crate::auth::Auth::from_options(
+        &options.auth,
+        options.listen,
+    )?);
+    let limits = Arc::new(crate::limits::Limits::new(
+        options.auth.max_connections,
+        options.auth.max_connections_per_token,
+    ));
     Ok(AppState {
+        auth,
+        limits,
         pool,
         live: Arc::new(Live::default()),
         hub: Arc::new(Hub::new(options.event_ring, metrics.clone())),
@@ -89,8 +99,12 @@ async fn kpi_ticker(st: AppState, shutdown: CancellationToken) {
             last_prune = now_ms / 1000;
             st.live.prune(last_prune);
         }
-        let data = serde_json::to_value(st.live.all_kpis(now_ms)).unwrap_or_default();
-        st.hub.publish_kpis(data, st.live.seq());
+        let seq = st.live.seq();
+        for scope in st.hub.kpi_scopes() {
+            let data =
+                serde_json::to_value(st.live.all_kpis(now_ms, scope.as_ref())).unwrap_or_default();
+            st.hub.publish_kpis(&scope, data, seq);
+        }
     }
 }
 

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use deadpool_postgres::Pool;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Auth;
 use crate::config::ServerOptions;
 use crate::hub::Hub;
+use crate::limits::Limits;
 use crate::live::Live;
 use crate::metrics::Metrics;
 
@@ -42,6 +44,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Server options.
     pub options: Arc<ServerOptions>,
+    /// Token verification.
+    pub auth: Arc<Auth>,
+    /// Connection counters (total and per token subject).
+    pub limits: Arc<Limits>,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
 }

@@ -15,7 +15,7 @@
 
 pub mod mergepatch;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -55,13 +55,38 @@ impl Topic {
     }
 }
 
+/// Which sources a subscriber may see (`None` = all).
+pub type Scope = Option<BTreeSet<String>>;
+
+/// One serialized event, with the ids of the sources it touches (for scoping).
+#[derive(Debug, Clone)]
+pub struct EventFrame {
+    /// Outbox seq.
+    pub seq: i64,
+    /// The `event` frame, JSON text.
+    pub text: Utf8Bytes,
+    /// Ids of every source the event touches.
+    pub sources: Arc<[i64]>,
+}
+
+impl EventFrame {
+    /// Serializes an event once.
+    pub fn new(e: &Event, names: &HashMap<i64, String>) -> Self {
+        EventFrame {
+            seq: e.seq,
+            text: Utf8Bytes::from(e.frame(names)),
+            sources: e.source_ids().into(),
+        }
+    }
+}
+
 /// An item in a subscriber's queue.
 #[derive(Debug, Clone)]
 pub enum Outgoing {
     /// A KPI snapshot or delta frame.
     Kpis(Utf8Bytes),
-    /// A batch of event frames (seq, frame), shared by every subscriber.
-    Events(Arc<[(i64, Utf8Bytes)]>),
+    /// A batch of event frames, shared by every subscriber.
+    Events(Arc<[EventFrame]>),
 }
 
 /// One subscriber's side of the hub.
@@ -87,7 +112,7 @@ impl Subscriber {
 
 #[derive(Debug, Default)]
 struct EventLog {
-    ring: VecDeque<(i64, Utf8Bytes)>,
+    ring: VecDeque<EventFrame>,
     /// Highest seq evicted from the ring (everything above it is in the ring).
     evicted_upto: i64,
     /// Highest seq published.
@@ -119,8 +144,8 @@ pub struct Hub {
     ring_cap: usize,
     events: Mutex<EventLog>,
     event_subs: DashMap<u64, Arc<Subscriber>>,
-    kpis: Mutex<KpiFeed>,
-    kpi_subs: DashMap<u64, Arc<Subscriber>>,
+    kpis: Mutex<HashMap<Scope, KpiFeed>>,
+    kpi_subs: DashMap<u64, (Arc<Subscriber>, Scope)>,
     metrics: Arc<Metrics>,
 }
 
@@ -137,7 +162,7 @@ impl Hub {
             ring_cap: ring_cap.max(16),
             events: Mutex::new(EventLog::default()),
             event_subs: DashMap::new(),
-            kpis: Mutex::new(KpiFeed::default()),
+            kpis: Mutex::new(HashMap::new()),
             kpi_subs: DashMap::new(),
             metrics,
         }
@@ -194,18 +219,15 @@ impl Hub {
         if events.is_empty() {
             return;
         }
-        let frames: Arc<[(i64, Utf8Bytes)]> = events
-            .iter()
-            .map(|e| (e.seq, Utf8Bytes::from(e.frame(names))))
-            .collect();
+        let frames: Arc<[EventFrame]> = events.iter().map(|e| EventFrame::new(e, names)).collect();
         let mut log = lock(&self.events);
         for f in frames.iter() {
             log.ring.push_back(f.clone());
-            log.last = f.0;
+            log.last = f.seq;
         }
         while log.ring.len() > self.ring_cap {
-            if let Some((seq, _)) = log.ring.pop_front() {
-                log.evicted_upto = seq;
+            if let Some(f) = log.ring.pop_front() {
+                log.evicted_upto = f.seq;
             }
         }
         let subs: Vec<Arc<Subscriber>> =
@@ -224,12 +246,8 @@ impl Hub {
                 upto: log.evicted_upto,
             };
         }
-        let backlog: Arc<[(i64, Utf8Bytes)]> = log
-            .ring
-            .iter()
-            .filter(|(s, _)| *s > since)
-            .cloned()
-            .collect();
+        let backlog: Arc<[EventFrame]> =
+            log.ring.iter().filter(|f| f.seq > since).cloned().collect();
         if !backlog.is_empty() && !self.send(sub, Outgoing::Events(backlog)) {
             return Resume::Registered; // overflowed already: the connection resyncs it
         }
@@ -237,9 +255,20 @@ impl Hub {
         Resume::Registered
     }
 
-    /// Publishes the KPI payload of this tick as a delta to `kpis` subscribers.
-    pub fn publish_kpis(&self, data: Value, seq: i64) {
-        let mut feed = lock(&self.kpis);
+    /// The scopes KPI payloads must be computed for this tick (all sources,
+    /// plus each distinct scope of a subscriber); forgets unused scopes.
+    pub fn kpi_scopes(&self) -> Vec<Scope> {
+        let mut scopes: HashSet<Scope> =
+            self.kpi_subs.iter().map(|s| s.value().1.clone()).collect();
+        scopes.insert(None);
+        lock(&self.kpis).retain(|k, _| scopes.contains(k));
+        scopes.into_iter().collect()
+    }
+
+    /// Publishes this tick's KPI payload for `scope` as a delta to its subscribers.
+    pub fn publish_kpis(&self, scope: &Scope, data: Value, seq: i64) {
+        let mut feeds = lock(&self.kpis);
+        let feed = feeds.entry(scope.clone()).or_default();
         let Some(patch) = mergepatch::diff(&feed.data, &data) else {
             return;
         };
@@ -248,30 +277,49 @@ impl Hub {
         let frame = Utf8Bytes::from(
             json!({"type": "delta", "topic": "kpis", "seq": seq, "data": patch}).to_string(),
         );
-        let subs: Vec<Arc<Subscriber>> = self.kpi_subs.iter().map(|s| s.value().clone()).collect();
+        let subs: Vec<Arc<Subscriber>> = self
+            .kpi_subs
+            .iter()
+            .filter(|s| &s.value().1 == scope)
+            .map(|s| s.value().0.clone())
+            .collect();
         for sub in subs {
             self.send(&sub, Outgoing::Kpis(frame.clone()));
         }
     }
 
-    /// Registers `sub` on `kpis`, queueing the current snapshot first.
-    pub fn subscribe_kpis(&self, sub: &Arc<Subscriber>) {
-        let feed = lock(&self.kpis);
+    /// Registers `sub` on `kpis` for `scope`, queueing the current snapshot
+    /// first (`initial` computes it when the scope has no feed yet).
+    pub fn subscribe_kpis(
+        &self,
+        sub: &Arc<Subscriber>,
+        scope: Scope,
+        initial: impl FnOnce() -> (Value, i64),
+    ) {
+        let mut feeds = lock(&self.kpis);
+        let feed = feeds.entry(scope.clone()).or_insert_with(|| {
+            let (data, seq) = initial();
+            KpiFeed { data, seq }
+        });
         let frame = Utf8Bytes::from(
             json!({"type": "snapshot", "topic": "kpis", "seq": feed.seq, "data": feed.data})
                 .to_string(),
         );
         if self.send(sub, Outgoing::Kpis(frame)) {
-            self.kpi_subs.insert(sub.id, sub.clone());
+            self.kpi_subs.insert(sub.id, (sub.clone(), scope));
         }
     }
 
     /// Removes `id` from one topic.
     pub fn unsubscribe(&self, id: u64, topic: Topic) {
         match topic {
-            Topic::Kpis => self.kpi_subs.remove(&id),
-            Topic::Events => self.event_subs.remove(&id),
-        };
+            Topic::Kpis => {
+                self.kpi_subs.remove(&id);
+            }
+            Topic::Events => {
+                self.event_subs.remove(&id);
+            }
+        }
     }
 
     /// Removes `id` from every topic.
@@ -304,7 +352,7 @@ mod tests {
 
     fn seqs(item: Outgoing) -> Vec<i64> {
         match item {
-            Outgoing::Events(b) => b.iter().map(|(s, _)| *s).collect(),
+            Outgoing::Events(b) => b.iter().map(|f| f.seq).collect(),
             Outgoing::Kpis(_) => vec![],
         }
     }
@@ -353,11 +401,23 @@ mod tests {
     #[test]
     fn kpi_subscribers_get_snapshot_then_deltas() {
         let hub = Hub::new(16, Arc::default());
-        hub.publish_kpis(json!({"a": 1}), 1);
+        hub.publish_kpis(&None, json!({"a": 1}), 1);
         let (sub, mut rx) = hub.subscriber(8);
-        hub.subscribe_kpis(&sub);
-        hub.publish_kpis(json!({"a": 2}), 2);
-        hub.publish_kpis(json!({"a": 2}), 3); // unchanged: no frame
+        hub.subscribe_kpis(&sub, None, || (Value::Null, 0));
+        let (scoped, mut scoped_rx) = hub.subscriber(8);
+        let scope: Scope = Some(BTreeSet::from(["crm".to_string()]));
+        hub.subscribe_kpis(&scoped, scope.clone(), || (json!({"b": 1}), 1));
+        assert_eq!(hub.kpi_scopes().len(), 2);
+        hub.publish_kpis(&None, json!({"a": 2}), 2);
+        hub.publish_kpis(&None, json!({"a": 2}), 3); // unchanged: no frame
+        hub.publish_kpis(&scope, json!({"b": 5}), 3);
+        let scoped_frames: Vec<Outgoing> =
+            std::iter::from_fn(|| scoped_rx.try_recv().ok()).collect();
+        assert_eq!(
+            scoped_frames.len(),
+            2,
+            "scoped snapshot + its own delta only"
+        );
         let frames: Vec<Value> = std::iter::from_fn(|| rx.try_recv().ok())
             .map(|o| match o {
                 Outgoing::Kpis(f) => serde_json::from_str(f.as_str()).unwrap_or_default(),

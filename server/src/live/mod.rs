@@ -10,7 +10,7 @@ pub mod series;
 pub mod snapshot;
 pub mod window;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::RwLock;
 
 use contribution::Contribution;
@@ -136,8 +136,14 @@ impl Live {
             .collect()
     }
 
-    /// The figures of `window` at `now_ms`, in total and per source.
-    pub fn kpis(&self, window: Window, now_ms: i64) -> WindowKpis {
+    /// The figures of `window` at `now_ms`, in total and per source; with a
+    /// `scope`, only those sources are listed and counted in the total.
+    pub fn kpis(
+        &self,
+        window: Window,
+        now_ms: i64,
+        scope: Option<&BTreeSet<String>>,
+    ) -> WindowKpis {
         let st = self.read();
         let (from, to) = window.bounds(now_ms);
         let mut total_slot = Slot::default();
@@ -147,6 +153,13 @@ impl Live {
         let mut ids: Vec<i64> = st.sources.keys().copied().collect();
         ids.extend(st.series.keys().filter(|id| !st.sources.contains_key(id)));
         for id in ids {
+            let name = st
+                .sources
+                .get(&id)
+                .map_or_else(|| format!("#{id}"), |s| s.name.clone());
+            if scope.is_some_and(|s| !s.contains(&name)) {
+                continue;
+            }
             let series = st.series.get(&id).unwrap_or(&empty);
             let slot = series.sum(window, from, to);
             total_slot.merge(&slot);
@@ -181,10 +194,24 @@ impl Live {
     }
 
     /// All windows at once (the WebSocket `kpis` payload).
-    pub fn all_kpis(&self, now_ms: i64) -> BTreeMap<&'static str, WindowKpis> {
+    pub fn all_kpis(
+        &self,
+        now_ms: i64,
+        scope: Option<&BTreeSet<String>>,
+    ) -> BTreeMap<&'static str, WindowKpis> {
         Window::ALL
             .into_iter()
-            .map(|w| (w.name(), self.kpis(w, now_ms)))
+            .map(|w| (w.name(), self.kpis(w, now_ms, scope)))
+            .collect()
+    }
+
+    /// Ids of the sources named in `scope`.
+    pub fn source_ids(&self, scope: &BTreeSet<String>) -> BTreeSet<i64> {
+        self.read()
+            .sources
+            .values()
+            .filter(|s| scope.contains(&s.name))
+            .map(|s| s.id)
             .collect()
     }
 
