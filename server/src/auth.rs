@@ -329,14 +329,19 @@ impl Auth {
         v.algorithms = key.algs.to_vec();
         v.leeway = self.leeway;
         v.validate_nbf = true;
-        v.set_required_spec_claims(&["exp"]);
+        let mut required = vec!["exp"];
         match &self.audience {
-            Some(a) => v.set_audience(&[a]),
+            Some(a) => {
+                v.set_audience(&[a]);
+                required.push("aud");
+            }
             None => v.validate_aud = false,
         }
         if let Some(i) = &self.issuer {
             v.set_issuer(&[i]);
+            required.push("iss");
         }
+        v.set_required_spec_claims(&required);
         let data = jsonwebtoken::decode::<Value>(token, &key.key, &v).map_err(|e| {
             unauthorized(match e.kind() {
                 ErrorKind::ExpiredSignature => "token expired",
@@ -344,7 +349,9 @@ impl Auth {
                 ErrorKind::InvalidAudience => "token audience not accepted",
                 ErrorKind::InvalidIssuer => "token issuer not accepted",
                 ErrorKind::InvalidSignature => "token signature invalid",
-                ErrorKind::MissingRequiredClaim(_) => "token lacks a required claim (exp)",
+                ErrorKind::MissingRequiredClaim(_) => {
+                    "token lacks a required claim (exp, aud or iss)"
+                }
                 ErrorKind::InvalidAlgorithm => "token algorithm not accepted",
                 _ => "malformed token",
             })
