@@ -622,6 +622,16 @@ fn print_report(rep: &Report) {
         println!();
         print_table(&s.runs);
     }
+    let closed: u64 = rep
+        .runs
+        .iter()
+        .chain(rep.search.iter().flat_map(|s| &s.runs))
+        .map(|r| r.closed_early)
+        .sum();
+    if closed > 0 {
+        println!();
+        println!("warning: the server closed {closed} subscriber connection(s) during the runs");
+    }
 }
 
 fn print_table(runs: &[RunResult]) {
@@ -635,5 +645,25 @@ fn print_table(runs: &[RunResult]) {
             opt(r.p50_ms), opt(r.p95_ms), opt(r.p99_ms), opt(r.max_ms),
             r.lost, r.duplicates, r.out_of_order, r.resyncs, opt(r.cpu_percent), opt(r.rss_mb)
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dbname_is_replaced_in_urls_and_appended_to_key_values() {
+        let f = with_dbname;
+        assert_eq!(
+            f("postgres://u@h:5432/postgres", "b"),
+            "postgres://u@h:5432/b"
+        );
+        assert_eq!(
+            f("postgres://u:p@h/db?sslmode=disable", "b"),
+            "postgres://u:p@h/b?sslmode=disable"
+        );
+        assert_eq!(f("postgresql://h", "b"), "postgresql://h/b");
+        assert_eq!(f("host=h user=u", "b"), "host=h user=u dbname=b");
     }
 }
