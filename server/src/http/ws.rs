@@ -155,7 +155,7 @@ impl Connection {
             "protocol": PROTOCOL_VERSION,
             "server": concat!("ingestwatch/", env!("CARGO_PKG_VERSION")),
             "seq": self.st.live.seq(),
-            "topics": ["kpis", "events"],
+            "topics": Topic::ALL.map(Topic::name),
         });
         if self.send_json(&hello).await.is_err() {
             return End::Gone;
@@ -255,6 +255,11 @@ impl Connection {
                     self.write(Message::Text(frame)).await?;
                 }
             }
+            Outgoing::Alerts(frame) => {
+                if self.topics.contains(&Topic::Alerts) {
+                    self.write(Message::Text(frame)).await?;
+                }
+            }
             Outgoing::Events(batch) => {
                 if !self.topics.contains(&Topic::Events) {
                     return Ok(());
@@ -341,6 +346,9 @@ impl Connection {
                         if rescope && self.topics.contains(&Topic::Kpis) {
                             self.subscribe_kpis();
                         }
+                        if rescope && self.topics.contains(&Topic::Alerts) {
+                            self.subscribe_alerts();
+                        }
                         let frame = json!({"type": "authenticated", "role": self.principal.role,
                                            "expires_at": self.expires_at, "sources": self.principal.sources});
                         self.send_json(&frame).await.map_err(|()| End::Gone)
@@ -412,6 +420,7 @@ impl Connection {
         for t in topics {
             match t {
                 Topic::Kpis => self.subscribe_kpis(),
+                Topic::Alerts => self.subscribe_alerts(),
                 Topic::Events => {
                     self.st.hub.unsubscribe(self.sub.id, Topic::Events);
                     let from = since.unwrap_or_else(|| self.st.hub.last_seq());
@@ -434,6 +443,15 @@ impl Connection {
                 live.seq(),
             )
         });
+    }
+
+    /// A snapshot of the active alerts this principal may see, then transitions.
+    fn subscribe_alerts(&mut self) {
+        self.st.hub.unsubscribe(self.sub.id, Topic::Alerts);
+        self.st
+            .alerts
+            .view
+            .subscribe(&self.st.hub, &self.sub, self.principal.sources.clone());
     }
 
     /// Writes the events after `since` (outbox first if the ring lost them),
@@ -513,6 +531,7 @@ impl Connection {
         for t in topics {
             match t {
                 Topic::Kpis => self.subscribe_kpis(),
+                Topic::Alerts => self.subscribe_alerts(),
                 Topic::Events => self.resume_events(self.last_seq).await?,
             }
         }
@@ -540,7 +559,7 @@ fn parse_topics(v: &Value) -> Result<Vec<Topic>, (&'static str, String)> {
                 let shown: String = t.to_string().chars().take(64).collect();
                 return Err((
                     "unknown_topic",
-                    format!("unknown topic {shown}; available: kpis, events"),
+                    format!("unknown topic {shown}; available: kpis, events, alerts"),
                 ));
             }
         }

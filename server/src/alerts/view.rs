@@ -1,0 +1,185 @@
+//! What every replica shows: the active alerts and the transitions, built
+//! from the alert tables only (never from the local engine), so a leader and
+//! its followers show the same thing. The sync task loads the active alerts
+//! once, then applies transitions with id > the last one seen, in id order,
+//! on every doorbell (the leader's NOTIFY, or the local leader after it
+//! recorded) and at least every `sync_interval`.
+//!
+//! Applying a transition and publishing its WebSocket frame happen under the
+//! view's lock, and so does a new subscriber's snapshot: it gets exactly the
+//! transitions after its snapshot — no gap, no duplicate. The lock is a std
+//! mutex held only for in-memory work (hub sends are `try_send`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::ws::Utf8Bytes;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::store::{visible, Transition};
+use crate::hub::{AlertFrame, Hub, Scope, Subscriber};
+use crate::metrics::Metrics;
+
+/// An active (pending or firing) alert as served by REST and WS.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ActiveAlert {
+    /// Rule name.
+    pub rule: String,
+    /// Instance key (source name, `a,b`, or empty).
+    pub instance: String,
+    /// Condition kind.
+    pub condition: String,
+    /// The one source, if one.
+    pub source: Option<String>,
+    /// Sources covered (empty: all sources, or a system alert).
+    pub sources: Vec<String>,
+    /// `pending` or `firing`.
+    pub state: String,
+    /// In this state since (RFC 3339).
+    pub since: String,
+    /// The value that made it pending / firing.
+    pub value: Option<f64>,
+    /// The threshold.
+    pub threshold: f64,
+    /// Unit of value and threshold.
+    pub unit: String,
+    /// Severity.
+    pub severity: String,
+    /// Labels.
+    pub labels: Value,
+    /// Summary.
+    pub summary: Option<String>,
+    /// The transition into this state.
+    pub transition_id: i64,
+}
+
+impl From<&Transition> for ActiveAlert {
+    fn from(t: &Transition) -> Self {
+        ActiveAlert {
+            rule: t.rule.clone(),
+            instance: t.instance.clone(),
+            condition: t.condition.clone(),
+            source: t.source.clone(),
+            sources: t.sources.clone(),
+            state: t.state.clone(),
+            since: t.at.clone(),
+            value: t.value,
+            threshold: t.threshold,
+            unit: t.unit.clone(),
+            severity: t.severity.clone(),
+            labels: t.labels.clone(),
+            summary: t.summary.clone(),
+            transition_id: t.id,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct ViewState {
+    active: BTreeMap<(String, String), Transition>,
+    last_id: i64,
+    loaded: bool,
+}
+
+/// The replica's view of the alerts.
+#[derive(Debug, Default)]
+pub struct AlertView {
+    inner: Mutex<ViewState>,
+}
+
+/// The `alert` frame of a transition.
+pub fn frame(t: &Transition) -> AlertFrame {
+    let mut v = serde_json::to_value(t).unwrap_or(Value::Null);
+    if let Some(o) = v.as_object_mut() {
+        o.insert("type".into(), json!("alert"));
+    }
+    AlertFrame {
+        text: Utf8Bytes::from(v.to_string()),
+        sources: t.sources.iter().cloned().collect(),
+    }
+}
+
+impl AlertView {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ViewState> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Loaded from the database at least once.
+    pub fn loaded(&self) -> bool {
+        self.lock().loaded
+    }
+
+    /// The highest transition id applied.
+    pub fn last_id(&self) -> i64 {
+        self.lock().last_id
+    }
+
+    /// Sets the state from a snapshot (active alerts, highest id).
+    pub fn load(&self, active: Vec<Transition>, last_id: i64, metrics: &Metrics) {
+        let mut st = self.lock();
+        st.active = active
+            .into_iter()
+            .map(|t| ((t.rule.clone(), t.instance.clone()), t))
+            .collect();
+        st.last_id = last_id;
+        st.loaded = true;
+        gauges(&st, metrics);
+    }
+
+    /// Applies transitions (id order; ids already seen are skipped) and
+    /// publishes one frame each.
+    pub fn apply(&self, transitions: &[Transition], hub: &Hub, metrics: &Metrics) {
+        let mut st = self.lock();
+        for t in transitions {
+            if t.id <= st.last_id {
+                continue;
+            }
+            st.last_id = t.id;
+            let key = (t.rule.clone(), t.instance.clone());
+            if matches!(t.state.as_str(), "pending" | "firing") {
+                st.active.insert(key, t.clone());
+            } else {
+                st.active.remove(&key);
+            }
+            hub.publish_alert(&frame(t));
+        }
+        gauges(&st, metrics);
+    }
+
+    /// The active alerts `scope` may see, oldest first.
+    pub fn active(&self, scope: Option<&BTreeSet<String>>) -> (Vec<ActiveAlert>, i64) {
+        let st = self.lock();
+        let mut list: Vec<ActiveAlert> = st
+            .active
+            .values()
+            .filter(|t| visible(&t.sources, scope))
+            .map(ActiveAlert::from)
+            .collect();
+        list.sort_by_key(|a| a.transition_id);
+        (list, st.last_id)
+    }
+
+    /// Registers a WebSocket subscriber: its snapshot, then every transition after it.
+    pub fn subscribe(&self, hub: &Hub, sub: &Arc<Subscriber>, scope: Scope) {
+        let st = self.lock();
+        let mut active: Vec<ActiveAlert> = st
+            .active
+            .values()
+            .filter(|t| visible(&t.sources, scope.as_ref()))
+            .map(ActiveAlert::from)
+            .collect();
+        active.sort_by_key(|a| a.transition_id);
+        let snapshot = json!({"type": "snapshot", "topic": "alerts", "id": st.last_id,
+                              "data": {"active": active}});
+        hub.subscribe_alerts(sub, scope, Utf8Bytes::from(snapshot.to_string()));
+    }
+}
+
+fn gauges(st: &ViewState, metrics: &Metrics) {
+    let firing = st.active.values().filter(|t| t.state == "firing").count();
+    metrics.alerts_firing.set(firing as i64);
+    metrics
+        .alerts_pending
+        .set((st.active.len() - firing) as i64);
+}
