@@ -3,9 +3,9 @@
 //! and hysteresis honoured; REST and WS (with scopes); history across a
 //! restart; the reader's grants; a malformed rules file fails fast.
 
-mod common;
 #[path = "common/alerts.rs"]
 mod alerts_support;
+mod common;
 
 use std::time::{Duration, Instant};
 
@@ -60,7 +60,10 @@ labels = { team = "ingest" }
     let ids = backlog(&db, &p, src, 15).await;
     let h = wait_states(&server, "backlog", "crm", &["pending", "firing"], T).await;
     let waited = ms_between(&h[0], &h[1]);
-    assert!(waited >= 400, "fired {waited} ms after pending, `for` is 400 ms");
+    assert!(
+        waited >= 400,
+        "fired {waited} ms after pending, `for` is 400 ms"
+    );
     assert_eq!(h[1]["value"], 15.0);
     assert_eq!(h[1]["from"], "pending");
     let (status, active) = server.get("/api/alerts").await;
@@ -78,7 +81,10 @@ labels = { team = "ingest" }
     p.process(&ids[..7], "normalized", 5).await;
     server.wait_caught_up(&db).await;
     evaluations(&server, 5.0).await;
-    assert_eq!(states(&history(&server, "backlog", Some("crm")).await), ["pending", "firing"]);
+    assert_eq!(
+        states(&history(&server, "backlog", Some("crm")).await),
+        ["pending", "firing"]
+    );
     // 11 (above again) then 9 (in the band): still one firing episode.
     backlog(&db, &p, src, 3).await;
     server.wait_caught_up(&db).await;
@@ -86,18 +92,31 @@ labels = { team = "ingest" }
     p.process(&ids[7..9], "normalized", 5).await;
     server.wait_caught_up(&db).await;
     evaluations(&server, 3.0).await;
-    assert_eq!(states(&history(&server, "backlog", Some("crm")).await), ["pending", "firing"]);
+    assert_eq!(
+        states(&history(&server, "backlog", Some("crm")).await),
+        ["pending", "firing"]
+    );
     // 5 pending: at the resolve level -> resolved.
     let rest: Vec<i64> = db
         .client
-        .query("select id from ingest.raw_records where status = 'pending' order by id limit 4", &[])
+        .query(
+            "select id from ingest.raw_records where status = 'pending' order by id limit 4",
+            &[],
+        )
         .await
         .expect("pending")
         .iter()
         .map(|r| r.get(0))
         .collect();
     p.process(&rest, "normalized", 5).await;
-    let h = wait_states(&server, "backlog", "crm", &["pending", "firing", "resolved"], T).await;
+    let h = wait_states(
+        &server,
+        "backlog",
+        "crm",
+        &["pending", "firing", "resolved"],
+        T,
+    )
+    .await;
     assert_eq!(h[2]["value"], 5.0);
     let (_, active) = server.get("/api/alerts").await;
     assert_eq!(active["alerts"], json!([]));
@@ -155,8 +174,18 @@ hysteresis = 0.5
     let ids = p.records(run, crm, 40).await;
     p.process(&ids, "normalized", 20).await;
     wait_states(&server, "rejects", "crm", &["firing", "resolved"], T).await;
-    wait_states(&server, "errors", "crm,erp", &["pending", "firing", "resolved"], T).await;
-    assert!(history(&server, "rejects", Some("erp")).await.is_empty(), "erp had no data");
+    wait_states(
+        &server,
+        "errors",
+        "crm,erp",
+        &["pending", "firing", "resolved"],
+        T,
+    )
+    .await;
+    assert!(
+        history(&server, "rejects", Some("erp")).await.is_empty(),
+        "erp had no data"
+    );
     server.stop().await;
 }
 
@@ -224,10 +253,24 @@ sources = "each"
     wait_states(&server, "stale", "crm", &["firing", "resolved"], T).await;
     // And stale again once records stop.
     let quiet_since = Instant::now();
-    wait_states(&server, "stale", "crm", &["firing", "resolved", "firing"], T).await;
+    wait_states(
+        &server,
+        "stale",
+        "crm",
+        &["firing", "resolved", "firing"],
+        T,
+    )
+    .await;
     assert!(quiet_since.elapsed() >= Duration::from_millis(1_000));
     p.records(run, src, 1).await;
-    wait_states(&server, "stale", "crm", &["firing", "resolved", "firing", "resolved"], T).await;
+    wait_states(
+        &server,
+        "stale",
+        "crm",
+        &["firing", "resolved", "firing", "resolved"],
+        T,
+    )
+    .await;
     assert!(history(&server, "stale", Some("quiet")).await.is_empty());
     server.stop().await;
 }
@@ -255,7 +298,10 @@ count = 3
     }
     let running = p.run(src).await; // a running run does not break the chain
     evaluations(&server, 5.0).await;
-    assert!(history(&server, "failing", None).await.is_empty(), "2 in a row, not 3");
+    assert!(
+        history(&server, "failing", None).await.is_empty(),
+        "2 in a row, not 3"
+    );
     let r = p.run(src).await;
     p.finish_run(r, "failed").await;
     let h = wait_states(&server, "failing", "crm", &["firing"], T).await;
@@ -413,14 +459,18 @@ async fn rest_and_ws_serve_alerts_within_the_token_scope() {
     let mut all_ws = server.ws().await;
     let hello = all_ws.next_of("hello", T).await.expect("hello");
     assert_eq!(hello["topics"], json!(["kpis", "events", "alerts"]));
-    all_ws.send(json!({"op": "subscribe", "topics": ["alerts"]})).await;
+    all_ws
+        .send(json!({"op": "subscribe", "topics": ["alerts"]}))
+        .await;
     let snap = all_ws.next_of("snapshot", T).await.expect("snapshot");
     assert_eq!(snap["topic"], "alerts");
     assert_eq!(snap["data"]["active"], json!([]));
     let mut crm_ws = Ws::connect_with(&format!("ws://{}/ws", server.addr), Some(&scoped))
         .await
         .expect("scoped ws");
-    crm_ws.send(json!({"op": "subscribe", "topics": ["alerts"]})).await;
+    crm_ws
+        .send(json!({"op": "subscribe", "topics": ["alerts"]}))
+        .await;
     crm_ws.next_of("snapshot", T).await.expect("snapshot");
 
     let p = Pipeline::new(&db).await;
@@ -432,23 +482,46 @@ async fn rest_and_ws_serve_alerts_within_the_token_scope() {
     let mut seen = Vec::new();
     while seen.len() < 3 {
         let f = all_ws.next_of("alert", T).await.expect("alert frame");
-        seen.push((f["rule"].as_str().unwrap_or("").to_string(), f["instance"].as_str().unwrap_or("").to_string()));
+        seen.push((
+            f["rule"].as_str().unwrap_or("").to_string(),
+            f["instance"].as_str().unwrap_or("").to_string(),
+        ));
         assert_eq!(f["state"], "firing");
         assert!(f["id"].as_i64().is_some() && f["idempotency_key"].is_string());
     }
     seen.sort();
-    assert_eq!(seen, [("backlog".into(), "crm".into()), ("backlog".into(), "erp".into()), ("total".into(), String::new())]);
+    assert_eq!(
+        seen,
+        [
+            ("backlog".into(), "crm".into()),
+            ("backlog".into(), "erp".into()),
+            ("total".into(), String::new())
+        ]
+    );
     let f = crm_ws.next_of("alert", T).await.expect("crm frame");
-    assert_eq!((f["rule"].as_str(), f["source"].as_str()), (Some("backlog"), Some("crm")));
-    assert!(crm_ws.next_of("alert", Duration::from_millis(600)).await.is_none(), "scoped: crm only");
+    assert_eq!(
+        (f["rule"].as_str(), f["source"].as_str()),
+        (Some("backlog"), Some("crm"))
+    );
+    assert!(
+        crm_ws
+            .next_of("alert", Duration::from_millis(600))
+            .await
+            .is_none(),
+        "scoped: crm only"
+    );
 
     // A late subscriber's snapshot holds what is active now, within its scope.
     let mut late = Ws::connect_with(&format!("ws://{}/ws", server.addr), Some(&scoped))
         .await
         .expect("late ws");
-    late.send(json!({"op": "subscribe", "topics": ["alerts"]})).await;
+    late.send(json!({"op": "subscribe", "topics": ["alerts"]}))
+        .await;
     let snap = late.next_of("snapshot", T).await.expect("snapshot");
-    let active = snap["data"]["active"].as_array().cloned().unwrap_or_default();
+    let active = snap["data"]["active"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(active.len(), 1);
     assert_eq!(active[0]["source"], "crm");
     assert_eq!(active[0]["state"], "firing");
@@ -465,7 +538,9 @@ async fn rest_and_ws_serve_alerts_within_the_token_scope() {
     let hist = hist["transitions"].as_array().cloned().unwrap_or_default();
     assert_eq!(hist.len(), 1);
     assert_eq!(hist[0]["source"], "crm");
-    let (s, _) = server.get_as("/api/alerts/history?source=erp", Some(&scoped)).await;
+    let (s, _) = server
+        .get_as("/api/alerts/history?source=erp", Some(&scoped))
+        .await;
     assert_eq!(s, 403);
     let (s, _) = server.get_as("/api/alerts", None).await;
     assert_eq!(s, 401);
@@ -473,7 +548,10 @@ async fn rest_and_ws_serve_alerts_within_the_token_scope() {
     // Resolve crm: frames for both unscoped and scoped subscribers.
     let pending: Vec<i64> = db
         .client
-        .query("select id from ingest.raw_records where source_id = $1", &[&crm])
+        .query(
+            "select id from ingest.raw_records where source_id = $1",
+            &[&crm],
+        )
         .await
         .expect("ids")
         .iter()
@@ -481,7 +559,10 @@ async fn rest_and_ws_serve_alerts_within_the_token_scope() {
         .collect();
     p.process(&pending, "normalized", 1).await;
     let f = crm_ws.next_of("alert", T).await.expect("resolved frame");
-    assert_eq!((f["state"].as_str(), f["from"].as_str()), (Some("resolved"), Some("firing")));
+    assert_eq!(
+        (f["state"].as_str(), f["from"].as_str()),
+        (Some("resolved"), Some("firing"))
+    );
 
     // History: filters, keyset paging, bad parameters.
     let (_, h) = server.get("/api/alerts/history?state=firing").await;
@@ -509,12 +590,18 @@ async fn rest_and_ws_serve_alerts_within_the_token_scope() {
     assert_eq!(ids, sorted, "newest first, no duplicate");
     assert!(ids.len() >= 4, "{ids:?}");
     let now = chrono::Utc::now();
-    let from = (now - chrono::Duration::minutes(5)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let from =
+        (now - chrono::Duration::minutes(5)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let (s, h) = server
-        .get(&format!("/api/alerts/history?rule=backlog&source=crm&from={from}"))
+        .get(&format!(
+            "/api/alerts/history?rule=backlog&source=crm&from={from}"
+        ))
         .await;
     assert_eq!(s, 200);
-    assert_eq!(states(&h["transitions"].as_array().cloned().unwrap_or_default()), ["resolved", "firing"]);
+    assert_eq!(
+        states(&h["transitions"].as_array().cloned().unwrap_or_default()),
+        ["resolved", "firing"]
+    );
     for bad in [
         "limit=0",
         "limit=501",
@@ -537,7 +624,9 @@ async fn rest_and_ws_serve_alerts_within_the_token_scope() {
         let (s, body) = server.get(&format!("/api/alerts?{bad}")).await;
         assert_eq!(s, 400, "{bad}: {body}");
     }
-    let (s, _) = server.get(&format!("/api/alerts?access_token={}", server.token)).await;
+    let (s, _) = server
+        .get(&format!("/api/alerts?access_token={}", server.token))
+        .await;
     assert_eq!(s, 200, "the token may come as a query parameter");
     server.stop().await;
 }
@@ -561,16 +650,25 @@ async fn history_and_active_alerts_survive_a_restart_without_refiring() {
     server.stop().await;
 
     let server = start(&db, &rules(SCOPED_RULES)).await;
-    wait_for("alerts loaded", T, || async { server.get("/api/alerts").await.0 == 200 }).await;
+    wait_for("alerts loaded", T, || async {
+        server.get("/api/alerts").await.0 == 200
+    })
+    .await;
     let (_, after_active) = server.get("/api/alerts").await;
-    assert_eq!(after_active["alerts"], before_active["alerts"], "same active alerts, same since");
+    assert_eq!(
+        after_active["alerts"], before_active["alerts"],
+        "same active alerts, same since"
+    );
     evaluations(&server, 5.0).await;
     let (_, after_hist) = server.get("/api/alerts/history").await;
     assert_eq!(after_hist, before_hist, "history intact, nothing re-fired");
     // The restored firing alert resolves normally.
     let erp_ids: Vec<i64> = db
         .client
-        .query("select id from ingest.raw_records where source_id = $1", &[&erp])
+        .query(
+            "select id from ingest.raw_records where source_id = $1",
+            &[&erp],
+        )
         .await
         .expect("ids")
         .iter()
@@ -591,7 +689,8 @@ async fn a_removed_rule_ends_its_alerts_on_the_next_leadership() {
     backlog(&db, &p, crm, 5).await;
     wait_states(&server, "total", "", &["firing"], T).await;
     server.stop().await;
-    let only_backlog = "[[rules]]\nname = \"backlog\"\ncondition = \"backlog\"\nabove = 2\nsources = \"each\"\n";
+    let only_backlog =
+        "[[rules]]\nname = \"backlog\"\ncondition = \"backlog\"\nabove = 2\nsources = \"each\"\n";
     let server = start(&db, &rules(only_backlog)).await;
     let h = wait_states(&server, "total", "", &["firing", "resolved"], T).await;
     assert_eq!(h[1]["condition"], "rule_removed");
@@ -606,11 +705,16 @@ async fn the_reader_may_write_the_alert_tables_only_in_read_write_transactions()
         return;
     }
     let src = db.source("crm").await;
-    let reader = ingestwatch::db::connect(&db.reader_url).await.expect("reader");
+    let reader = ingestwatch::db::connect(&db.reader_url)
+        .await
+        .expect("reader");
     let insert = "insert into monitor.alert_transitions (rule, instance, condition, from_state, to_state,
                     threshold, unit, severity, at, idempotency_key)
                   values ('r', '', 'backlog', 'inactive', 'firing', 1, 'records', 'info', now(), 'k1')";
-    let err = reader.batch_execute(insert).await.expect_err("read-only by default");
+    let err = reader
+        .batch_execute(insert)
+        .await
+        .expect_err("read-only by default");
     assert_eq!(err.code().map(|c| c.code()), Some("25006"));
     reader
         .batch_execute(&format!("begin read write; {insert}; commit"))
@@ -633,13 +737,13 @@ async fn the_reader_may_write_the_alert_tables_only_in_read_write_transactions()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_rules_file_fails_start_up_fast_naming_the_line() {
-    let bad = rules_file(
-        "[[rules]]\nname = \"lag\"\ncondition = \"lag_p95\"\nabove = \"fast\"\n",
-    );
+    let bad = rules_file("[[rules]]\nname = \"lag\"\ncondition = \"lag_p95\"\nabove = \"fast\"\n");
     // The library: before any I/O (the database URL is never used).
     let mut o = options();
     o.alerts = Some(bad.path().to_path_buf());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let t0 = Instant::now();
     let err = ingestwatch::server::run(
         listener,
@@ -660,7 +764,13 @@ async fn a_malformed_rules_file_fails_start_up_fast_naming_the_line() {
     );
     let t0 = Instant::now();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ingestwatch"))
-        .args(["serve", "--auth-disabled", "--listen", "127.0.0.1:0", "--alerts"])
+        .args([
+            "serve",
+            "--auth-disabled",
+            "--listen",
+            "127.0.0.1:0",
+            "--alerts",
+        ])
         .arg(bad.path())
         .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
         .output()
@@ -668,7 +778,17 @@ async fn a_malformed_rules_file_fails_start_up_fast_naming_the_line() {
         .expect("run the binary");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(t0.elapsed() < Duration::from_secs(5), "took {:?}", t0.elapsed());
-    assert!(stderr.contains("line 8") && stderr.contains("`for`"), "{stderr}");
-    assert!(stderr.contains(&bad.path().display().to_string()), "names the file: {stderr}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        stderr.contains("line 8") && stderr.contains("`for`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&bad.path().display().to_string()),
+        "names the file: {stderr}"
+    );
 }

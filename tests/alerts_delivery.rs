@@ -4,9 +4,9 @@
 //! receivers; two replicas show the same alerts and deliver each transition
 //! once, also when the leader stops mid-way.
 
-mod common;
 #[path = "common/alerts.rs"]
 mod alerts_support;
+mod common;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -106,14 +106,21 @@ async fn a_receiver_failing_twice_gets_the_transition_once_more_then_never_again
     tokio::time::sleep(Duration::from_millis(500)).await;
     let log: Vec<Received> = hook.log().into_iter().filter(|r| r.key == key).collect();
     let statuses: Vec<u16> = log.iter().map(|r| r.status).collect();
-    assert_eq!(statuses, [500, 500, 200], "two failures, one success, nothing after");
+    assert_eq!(
+        statuses,
+        [500, 500, 200],
+        "two failures, one success, nothing after"
+    );
     for r in &log {
         assert!(signature_ok(r, SECRET), "valid signature on every attempt");
         assert_eq!(r.body, log[0].body, "the same body every attempt");
     }
     let gap1 = log[1].at.duration_since(log[0].at);
     let gap2 = log[2].at.duration_since(log[1].at);
-    assert!(gap1 >= Duration::from_millis(80) && gap2 >= Duration::from_millis(160), "backoff {gap1:?} {gap2:?}");
+    assert!(
+        gap1 >= Duration::from_millis(80) && gap2 >= Duration::from_millis(160),
+        "backoff {gap1:?} {gap2:?}"
+    );
     let body = log[2].json();
     assert_eq!(body["state"], "firing");
     assert_eq!(body["rule"], "backlog");
@@ -132,17 +139,39 @@ async fn a_receiver_failing_twice_gets_the_transition_once_more_then_never_again
         )
         .await
         .expect("delivery row");
-    assert_eq!((row.get::<_, i32>(0), row.get::<_, Option<i32>>(1), row.get::<_, bool>(2)), (3, Some(200), true));
+    assert_eq!(
+        (
+            row.get::<_, i32>(0),
+            row.get::<_, Option<i32>>(1),
+            row.get::<_, bool>(2)
+        ),
+        (3, Some(200), true)
+    );
     // The Slack-format receiver got a Slack message for the same transition.
-    wait_for("slack message", T, || async { slack.accepted().get(&key) == Some(&1) }).await;
+    wait_for("slack message", T, || async {
+        slack.accepted().get(&key) == Some(&1)
+    })
+    .await;
     let s = slack.log()[0].json();
-    assert!(s["text"].as_str().unwrap_or("").starts_with("[FIRING] backlog on crm"), "{s}");
+    assert!(
+        s["text"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("[FIRING] backlog on crm"),
+        "{s}"
+    );
     // Resolution is delivered too, in order.
     resolve(&db, &p, src).await;
     let h = wait_states(&server, "backlog", "crm", &["firing", "resolved"], T).await;
     let rkey = h[1]["idempotency_key"].as_str().expect("key").to_string();
-    wait_for("resolved delivered", T, || async { hook.accepted().get(&rkey) == Some(&1) }).await;
-    assert_eq!(server.metric("ingestwatch_webhook_deliveries_total").await, 4.0);
+    wait_for("resolved delivered", T, || async {
+        hook.accepted().get(&rkey) == Some(&1)
+    })
+    .await;
+    assert_eq!(
+        server.metric("ingestwatch_webhook_deliveries_total").await,
+        4.0
+    );
     assert!(server.metric("ingestwatch_webhook_failures_total").await >= 4.0);
     server.stop().await;
 }
@@ -173,12 +202,24 @@ async fn a_hanging_receiver_delays_neither_evaluation_nor_other_receivers() {
             want.push(state);
             let h = wait_states(&server, "backlog", "crm", &want, T).await;
             let recorded = t0.elapsed();
-            let key = h.last().expect("last")["idempotency_key"].as_str().expect("key").to_string();
-            wait_for("the other receiver got it", T, || async { ok.accepted().contains_key(&key) }).await;
+            let key = h.last().expect("last")["idempotency_key"]
+                .as_str()
+                .expect("key")
+                .to_string();
+            wait_for("the other receiver got it", T, || async {
+                ok.accepted().contains_key(&key)
+            })
+            .await;
             let delivered = t0.elapsed();
             latencies.push((recorded, delivered));
-            assert!(recorded < Duration::from_secs(2), "round {round} {state}: recorded after {recorded:?}");
-            assert!(delivered < Duration::from_secs(3), "round {round} {state}: delivered after {delivered:?}");
+            assert!(
+                recorded < Duration::from_secs(2),
+                "round {round} {state}: recorded after {recorded:?}"
+            );
+            assert!(
+                delivered < Duration::from_secs(3),
+                "round {round} {state}: delivered after {delivered:?}"
+            );
         }
     }
     eprintln!("commit -> recorded / -> delivered to the healthy receiver, while another hangs: {latencies:?}");
@@ -205,9 +246,15 @@ async fn two_replicas_show_the_same_alerts_and_deliver_each_transition_once_acro
     let hook = Receiver::start(Mode::Ok).await;
     let text = rules(&receiver("hook", &hook.url(), "max_attempts = 100"));
     let a = start(&db, &text).await;
-    wait_for("a leads", T, || async { a.metric("ingestwatch_alerts_leader").await == 1.0 }).await;
+    wait_for("a leads", T, || async {
+        a.metric("ingestwatch_alerts_leader").await == 1.0
+    })
+    .await;
     let b = start(&db, &text).await;
-    wait_for("exactly one leader", T, || async { leader_of(&a, &b).await == Some(0) }).await;
+    wait_for("exactly one leader", T, || async {
+        leader_of(&a, &b).await == Some(0)
+    })
+    .await;
 
     let p = Pipeline::new(&db).await;
     // Delivered normally while a leads.
@@ -220,7 +267,10 @@ async fn two_replicas_show_the_same_alerts_and_deliver_each_transition_once_acro
     fire(&p, erp).await;
     wait_states(&a, "backlog", "crm", &["firing", "resolved"], T).await;
     wait_states(&a, "backlog", "erp", &["firing"], T).await;
-    wait_for("a retrying", T, || async { hook.log().iter().filter(|r| r.status == 503).count() >= 2 }).await;
+    wait_for("a retrying", T, || async {
+        hook.log().iter().filter(|r| r.status == 503).count() >= 2
+    })
+    .await;
     // Both replicas show the same thing.
     wait_for("b shows the same alerts", T, || async {
         let (_, x) = a.get("/api/alerts").await;
@@ -235,7 +285,10 @@ async fn two_replicas_show_the_same_alerts_and_deliver_each_transition_once_acro
     // The leader stops mid-way: b takes over and resumes the deliveries.
     let t0 = Instant::now();
     a.stop().await;
-    wait_for("b leads", T, || async { b.metric("ingestwatch_alerts_leader").await == 1.0 }).await;
+    wait_for("b leads", T, || async {
+        b.metric("ingestwatch_alerts_leader").await == 1.0
+    })
+    .await;
     let takeover = t0.elapsed();
     hook.set(Mode::Ok);
     // Transitions after the failover are evaluated and delivered by b.
@@ -243,16 +296,37 @@ async fn two_replicas_show_the_same_alerts_and_deliver_each_transition_once_acro
     fire(&p, crm).await;
     wait_states(&b, "backlog", "erp", &["firing", "resolved"], T).await;
     wait_states(&b, "backlog", "crm", &["firing", "resolved", "firing"], T).await;
-    wait_for("every delivery done", T, || async { delivered_keys(&db).await.1 == 0 }).await;
+    wait_for("every delivery done", T, || async {
+        delivered_keys(&db).await.1 == 0
+    })
+    .await;
     let (keys, _) = delivered_keys(&db).await;
-    assert_eq!(keys.len(), 5, "five transitions: crm firing/resolved/firing, erp firing/resolved");
+    assert_eq!(
+        keys.len(),
+        5,
+        "five transitions: crm firing/resolved/firing, erp firing/resolved"
+    );
     let accepted = hook.accepted();
-    assert_eq!(accepted.keys().cloned().collect::<BTreeSet<_>>(), keys, "every transition delivered");
-    assert!(accepted.values().all(|&n| n == 1), "each exactly once: {accepted:?}");
+    assert_eq!(
+        accepted.keys().cloned().collect::<BTreeSet<_>>(),
+        keys,
+        "every transition delivered"
+    );
+    assert!(
+        accepted.values().all(|&n| n == 1),
+        "each exactly once: {accepted:?}"
+    );
     let (_, hist) = b.get("/api/alerts/history").await;
-    assert_eq!(hist["transitions"].as_array().map(Vec::len), Some(5), "no transition recorded twice");
+    assert_eq!(
+        hist["transitions"].as_array().map(Vec::len),
+        Some(5),
+        "no transition recorded twice"
+    );
     eprintln!("failover: b became leader {takeover:?} after a stopped");
-    assert!(takeover < Duration::from_secs(5), "takeover took {takeover:?}");
+    assert!(
+        takeover < Duration::from_secs(5),
+        "takeover took {takeover:?}"
+    );
     b.stop().await;
 }
 
@@ -263,9 +337,15 @@ async fn a_leader_whose_session_is_killed_hands_over() {
     let hook = Receiver::start(Mode::Ok).await;
     let text = rules(&receiver("hook", &hook.url(), ""));
     let a = start(&db, &text).await;
-    wait_for("a leads", T, || async { a.metric("ingestwatch_alerts_leader").await == 1.0 }).await;
+    wait_for("a leads", T, || async {
+        a.metric("ingestwatch_alerts_leader").await == 1.0
+    })
+    .await;
     let b = start(&db, &text).await;
-    wait_for("one leader", T, || async { leader_of(&a, &b).await.is_some() }).await;
+    wait_for("one leader", T, || async {
+        leader_of(&a, &b).await.is_some()
+    })
+    .await;
     // Kill every alerts session: whoever leads loses the lock with its session.
     let killed: Vec<i32> = db
         .client
@@ -280,12 +360,26 @@ async fn a_leader_whose_session_is_killed_hands_over() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(killed.len(), 2);
-    wait_for("a leader again", T, || async { leader_of(&a, &b).await.is_some() }).await;
+    wait_for("a leader again", T, || async {
+        leader_of(&a, &b).await.is_some()
+    })
+    .await;
     let p = Pipeline::new(&db).await;
     fire(&p, crm).await;
     wait_states(&b, "backlog", "crm", &["firing"], T).await;
-    wait_for("delivered once", T, || async { hook.accepted().values().sum::<usize>() == 1 }).await;
-    evaluations(if leader_of(&a, &b).await == Some(0) { &a } else { &b }, 5.0).await;
+    wait_for("delivered once", T, || async {
+        hook.accepted().values().sum::<usize>() == 1
+    })
+    .await;
+    evaluations(
+        if leader_of(&a, &b).await == Some(0) {
+            &a
+        } else {
+            &b
+        },
+        5.0,
+    )
+    .await;
     assert_eq!(hook.accepted().values().sum::<usize>(), 1);
     assert_eq!(history(&a, "backlog", None).await.len(), 1);
     a.stop().await;

@@ -269,7 +269,10 @@ pub fn signature_ok(r: &Received, secret: &str) -> bool {
     mac.update(&r.body);
     let bytes: Option<Vec<u8>> = (0..hex.len())
         .step_by(2)
-        .map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
         .collect();
     bytes.is_some_and(|b| mac.verify_slice(&b).is_ok())
 }

@@ -158,7 +158,7 @@ async fn sync(st: AppState, cancel: CancellationToken) {
             let mut client = st.pool.get().await.context("pool")?;
             if !st.alerts.view.loaded() {
                 let (active, last) = store::active(&mut client).await?;
-                st.alerts.view.load(active, last, &st.metrics);
+                st.alerts.view.load(active, last, &st.hub, &st.metrics);
                 return anyhow::Ok(false);
             }
             let list = store::after(&**client, st.alerts.view.last_id(), SYNC_BATCH).await?;

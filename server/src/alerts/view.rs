@@ -115,8 +115,9 @@ impl AlertView {
         self.lock().last_id
     }
 
-    /// Sets the state from a snapshot (active alerts, highest id).
-    pub fn load(&self, active: Vec<Transition>, last_id: i64, metrics: &Metrics) {
+    /// Sets the state from a snapshot (active alerts, highest id); WebSocket
+    /// subscribers registered before (waiting for it) get their snapshot now.
+    pub fn load(&self, active: Vec<Transition>, last_id: i64, hub: &Hub, metrics: &Metrics) {
         let mut st = self.lock();
         st.active = active
             .into_iter()
@@ -124,6 +125,9 @@ impl AlertView {
             .collect();
         st.last_id = last_id;
         st.loaded = true;
+        for (sub, scope) in hub.alert_subscribers() {
+            hub.send_alert(&sub, snapshot(&st, scope.as_ref()));
+        }
         gauges(&st, metrics);
     }
 
@@ -160,20 +164,27 @@ impl AlertView {
         (list, st.last_id)
     }
 
-    /// Registers a WebSocket subscriber: its snapshot, then every transition after it.
+    /// Registers a WebSocket subscriber: its snapshot (once the view is
+    /// loaded), then every transition after it.
     pub fn subscribe(&self, hub: &Hub, sub: &Arc<Subscriber>, scope: Scope) {
         let st = self.lock();
-        let mut active: Vec<ActiveAlert> = st
-            .active
-            .values()
-            .filter(|t| visible(&t.sources, scope.as_ref()))
-            .map(ActiveAlert::from)
-            .collect();
-        active.sort_by_key(|a| a.transition_id);
-        let snapshot = json!({"type": "snapshot", "topic": "alerts", "id": st.last_id,
-                              "data": {"active": active}});
-        hub.subscribe_alerts(sub, scope, Utf8Bytes::from(snapshot.to_string()));
+        let first = st.loaded.then(|| snapshot(&st, scope.as_ref()));
+        hub.subscribe_alerts(sub, scope, first);
     }
+}
+
+/// The `snapshot` frame of the active alerts `scope` may see.
+fn snapshot(st: &ViewState, scope: Option<&BTreeSet<String>>) -> Utf8Bytes {
+    let mut active: Vec<ActiveAlert> = st
+        .active
+        .values()
+        .filter(|t| visible(&t.sources, scope))
+        .map(ActiveAlert::from)
+        .collect();
+    active.sort_by_key(|a| a.transition_id);
+    let frame = json!({"type": "snapshot", "topic": "alerts", "id": st.last_id,
+                       "data": {"active": active}});
+    Utf8Bytes::from(frame.to_string())
 }
 
 fn gauges(st: &ViewState, metrics: &Metrics) {
@@ -182,4 +193,83 @@ fn gauges(st: &ViewState, metrics: &Metrics) {
     metrics
         .alerts_pending
         .set((st.active.len() - firing) as i64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(id: i64, instance: &str, state: &str) -> Transition {
+        Transition {
+            id,
+            rule: "r".into(),
+            instance: instance.into(),
+            condition: "backlog".into(),
+            source: Some(instance.into()),
+            sources: vec![instance.into()],
+            from: "inactive".into(),
+            state: state.into(),
+            value: Some(1.0),
+            threshold: 0.0,
+            unit: "records".into(),
+            severity: "info".into(),
+            labels: json!({}),
+            summary: None,
+            at: "2026-11-26T10:00:00.000Z".into(),
+            idempotency_key: format!("k{id}"),
+        }
+    }
+
+    fn frames(rx: &mut tokio::sync::mpsc::Receiver<crate::hub::Outgoing>) -> Vec<Value> {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|o| match o {
+                crate::hub::Outgoing::Alerts(f) => {
+                    serde_json::from_str(f.as_str()).unwrap_or_default()
+                }
+                _ => Value::Null,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn snapshot_then_transitions_also_for_an_early_subscriber() {
+        let hub = Hub::new(16, Arc::default());
+        let metrics = Metrics::default();
+        let view = AlertView::default();
+        let (early, mut early_rx) = hub.subscriber(16);
+        view.subscribe(&hub, &early, None);
+        assert!(
+            frames(&mut early_rx).is_empty(),
+            "no snapshot before the first load"
+        );
+        view.load(vec![t(3, "crm", "firing")], 3, &hub, &metrics);
+        view.apply(
+            &[
+                t(2, "old", "firing"),
+                t(4, "erp", "pending"),
+                t(5, "crm", "resolved"),
+            ],
+            &hub,
+            &metrics,
+        );
+        let f = frames(&mut early_rx);
+        assert_eq!(f.len(), 3, "{f:?}");
+        assert_eq!(f[0]["type"], "snapshot");
+        assert_eq!(f[0]["data"]["active"][0]["instance"], "crm");
+        assert_eq!(
+            (f[1]["id"].as_i64(), f[2]["id"].as_i64()),
+            (Some(4), Some(5)),
+            "id 2 was seen"
+        );
+        let (active, last) = view.active(None);
+        assert_eq!((active.len(), last), (1, 5));
+        assert_eq!(active[0].state, "pending");
+        let (late, mut late_rx) = hub.subscriber(16);
+        let scope: Scope = Some(BTreeSet::from(["crm".to_string()]));
+        view.subscribe(&hub, &late, scope.clone());
+        let f = frames(&mut late_rx);
+        assert_eq!(f[0]["data"]["active"], json!([]), "erp is out of scope");
+        assert_eq!(view.active(scope.as_ref()).0.len(), 0);
+        assert_eq!(metrics.alerts_pending.get(), 1);
+    }
 }

@@ -350,11 +350,30 @@ impl Hub {
         }
     }
 
-    /// Registers `sub` on `alerts` for `scope` after queueing `snapshot`.
-    pub fn subscribe_alerts(&self, sub: &Arc<Subscriber>, scope: Scope, snapshot: Utf8Bytes) {
-        if self.send(sub, Outgoing::Alerts(snapshot)) {
+    /// Registers `sub` on `alerts` for `scope` after queueing `snapshot`
+    /// (`None`: the snapshot follows later, see [`Hub::alert_subscribers`]).
+    pub fn subscribe_alerts(
+        &self,
+        sub: &Arc<Subscriber>,
+        scope: Scope,
+        snapshot: Option<Utf8Bytes>,
+    ) {
+        if snapshot.is_none_or(|s| self.send(sub, Outgoing::Alerts(s))) {
             self.alert_subs.insert(sub.id, (sub.clone(), scope));
         }
+    }
+
+    /// The `alerts` subscribers and their scopes.
+    pub fn alert_subscribers(&self) -> Vec<(Arc<Subscriber>, Scope)> {
+        self.alert_subs
+            .iter()
+            .map(|s| (s.value().0.clone(), s.value().1.clone()))
+            .collect()
+    }
+
+    /// Queues one alerts frame for one subscriber.
+    pub fn send_alert(&self, sub: &Arc<Subscriber>, frame: Utf8Bytes) {
+        self.send(sub, Outgoing::Alerts(frame));
     }
 
     /// Removes `id` from one topic.
@@ -454,9 +473,9 @@ mod tests {
         let hub = Hub::new(16, Arc::default());
         let (all, mut all_rx) = hub.subscriber(8);
         let (crm, mut crm_rx) = hub.subscriber(8);
-        hub.subscribe_alerts(&all, None, Utf8Bytes::from_static("s"));
+        hub.subscribe_alerts(&all, None, Some(Utf8Bytes::from_static("s")));
         let scope: Scope = Some(BTreeSet::from(["crm".to_string()]));
-        hub.subscribe_alerts(&crm, scope, Utf8Bytes::from_static("s"));
+        hub.subscribe_alerts(&crm, scope, Some(Utf8Bytes::from_static("s")));
         for sources in [vec!["crm"], vec!["erp"], vec!["crm", "erp"], vec![]] {
             hub.publish_alert(&AlertFrame {
                 text: Utf8Bytes::from(sources.join(",")),
