@@ -292,7 +292,12 @@ fn aggregate_value(c: &Condition, slot: &Slot, backlog: i64) -> Option<f64> {
             (processed >= *min_records && processed > 0)
                 .then(|| n(Counter::Rejected) as f64 / processed as f64)
         }
-        Condition::LagP95 { .. } => slot.lag.percentile(0.95),
+        Condition::LagP95 { min_records, .. } => {
+            if slot.lag.count() < *min_records {
+                return None;
+            }
+            slot.lag.percentile(0.95)
+        }
         Condition::Backlog { .. } => Some(backlog as f64),
         _ => None,
     }
@@ -393,6 +398,16 @@ mod tests {
         assert!(
             (lag[0].value.unwrap_or(0.0) - 5_000.0).abs() <= 40.0,
             "{lag:?}"
+        );
+        let few = r
+            .observe(&rule(
+                "condition = \"lag_p95\"\nwindow = \"10s\"\nabove = 1000\nmin_records = 41",
+            ))
+            .expect("known");
+        assert_eq!(
+            values(&few),
+            [(String::new(), None)],
+            "40 samples < min_records"
         );
         let gone = r
             .observe(&rule(

@@ -237,6 +237,8 @@ pub enum Condition {
         window: i64,
         /// Threshold in ms.
         above_ms: f64,
+        /// Fewer records processed than this: no data.
+        min_records: i64,
     },
     /// Pending records now.
     Backlog {
@@ -808,7 +810,7 @@ fn rule(
         "error_rate" | "reject_rate" => &["window", "above", "min_records"],
         "stale" => &["factor", "max_age"],
         "failed_runs" => &["count"],
-        "lag_p95" => &["window", "above"],
+        "lag_p95" => &["window", "above", "min_records"],
         "backlog" | "notification_queue" => &["above"],
         "long_run" | "listener_disconnected" => &["longer_than"],
         other => {
@@ -920,7 +922,11 @@ fn rule(
                     ))
                 }
             };
-            Condition::LagP95 { window, above_ms }
+            Condition::LagP95 {
+                window,
+                above_ms,
+                min_records: min_records(&r.min_records)?,
+            }
         }
         "backlog" => Condition::Backlog {
             above: fraction(r.above.as_ref().ok_or_else(|| required("above"))?)?,
@@ -1126,7 +1132,8 @@ sources = ["x", "y"]
             s.rules[1].condition,
             Condition::LagP95 {
                 window: 300,
-                above_ms: 2500.0
+                above_ms: 2500.0,
+                min_records: 1
             }
         );
         assert_eq!(
