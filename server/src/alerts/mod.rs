@@ -367,11 +367,15 @@ async fn evaluator(
 ) {
     let rules = st.alerts.rules.clone();
     let mut engine = Engine::new(&rules);
+    let mut attempt = 0u32;
     loop {
         match restore(&st, &mut engine, &writer).await {
             Ok(()) => break,
             Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "restoring alert state failed; retrying");
+                if attempt.is_multiple_of(30) {
+                    tracing::warn!(error = %format!("{e:#}"), attempt, "restoring alert state failed (is migration 0007 applied?); retrying");
+                }
+                attempt += 1;
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}
                     () = cancel.cancelled() => return,

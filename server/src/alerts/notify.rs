@@ -181,6 +181,7 @@ pub async fn worker(
             return;
         }
     };
+    let mut warned = false;
     loop {
         let batch = match pool.get().await {
             Ok(c) => store::pending_deliveries(&**c, &receiver.name, BATCH)
@@ -189,9 +190,15 @@ pub async fn worker(
             Err(e) => Err(e.to_string()),
         };
         let batch = match batch {
-            Ok(b) => b,
+            Ok(b) => {
+                warned = false;
+                b
+            }
             Err(e) => {
-                tracing::warn!(receiver = %receiver.name, error = %e, "reading undelivered alerts failed");
+                if !warned {
+                    tracing::warn!(receiver = %receiver.name, error = %e, "reading undelivered alerts failed; retrying");
+                    warned = true;
+                }
                 if sleep_or_cancel(Duration::from_secs(1), &cancel).await {
                     return;
                 }
