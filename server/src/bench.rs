@@ -4,7 +4,10 @@
 //! database `iw_bench_<random>` on it (migrated, dropped `with (force)` at the
 //! end), one source row, and the real server (`server::run`, default options
 //! plus any `INGESTWATCH_*` variables) on a free port of 127.0.0.1, started in
-//! this process and waited for until `/readyz` answers 200.
+//! this process and waited for until `/readyz` answers 200. Authentication
+//! stays on, as in production: the run signs with a random HS256 secret, and
+//! each subscriber connects with its own viewer token (its own subject, so the
+//! per-token connection limit does not cap the subscriber count).
 //!
 //! Each run (target rate R × subscribers S) connects S WebSocket clients, each
 //! subscribed to `events` from the current max seq, then drives `--writers`
@@ -41,10 +44,12 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 use tokio_postgres::SimpleQueryMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{header::AUTHORIZATION, HeaderValue};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{BenchArgs, ServerOptions};
+use crate::config::{BenchArgs, ServerOptions, TokenArgs};
 use crate::demo::pgtemp::TempCluster;
 use crate::{db, server};
 
@@ -101,6 +106,8 @@ struct Search {
     subscribers: u32,
     seconds: u64,
     max_rate: Option<u32>,
+    /// Why the lowest failing rate failed.
+    limited_by: Option<String>,
     runs: Vec<RunResult>,
 }
 
@@ -112,6 +119,8 @@ struct Ctx {
     rows: u32,
     writers: usize,
     client: tokio_postgres::Client,
+    /// One viewer token (own subject) per subscriber slot.
+    tokens: Vec<String>,
 }
 
 /// The fields of a server frame the subscribers look at.
@@ -205,8 +214,10 @@ fn with_dbname(url: &str, db: &str) -> String {
     format!("{}/{db}{query}", &base[..host_end])
 }
 
-/// Default server options (plus `INGESTWATCH_*` variables) on a free port.
-fn server_options() -> Result<ServerOptions> {
+/// Default server options (plus `INGESTWATCH_*` variables) on a free port,
+/// with authentication on: a random HS256 secret for this run, and `n`
+/// viewer tokens signed with it, each with its own subject.
+fn server_options(n: u32) -> Result<(ServerOptions, Vec<String>)> {
     #[derive(Parser)]
     struct Wrap {
         #[command(flatten)]
@@ -216,7 +227,28 @@ fn server_options() -> Result<ServerOptions> {
         .context("server options from the environment")?
         .o;
     o.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    Ok(o)
+    let secret: String = rand::random::<[u8; 32]>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let a = &mut o.auth;
+    (a.jwt_secret, a.jwt_public_key, a.jwks_url) = (Some(secret.clone()), None, None);
+    a.auth_disabled = false;
+    let tokens = (0..n)
+        .map(|i| {
+            crate::auth::mint(&TokenArgs {
+                jwt_secret: secret.clone(),
+                role: "viewer".into(),
+                ttl: "8h".into(),
+                sources: Vec::new(),
+                subject: format!("bench-{i}"),
+                audience: a.jwt_audience.clone(),
+                issuer: a.jwt_issuer.clone(),
+                role_claim: a.role_claim.clone(),
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok((o, tokens))
 }
 
 /// Migrates `url`, starts the server and performs all runs.
@@ -239,8 +271,10 @@ async fn bench(args: &BenchArgs, url: &str, database: &'static str) -> Result<Re
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let token = CancellationToken::new();
+    let max_subs = args.subscribers.iter().copied().max().unwrap_or(0);
+    let (options, tokens) = server_options(max_subs)?;
     let mut server_task = tokio::spawn({
-        let (url, token, options) = (url.to_string(), token.clone(), server_options()?);
+        let (url, token) = (url.to_string(), token.clone());
         async move { server::run(listener, &url, options, token).await }
     });
     let sql = format!(
@@ -256,6 +290,7 @@ async fn bench(args: &BenchArgs, url: &str, database: &'static str) -> Result<Re
         rows: args.rows,
         writers: args.writers,
         client,
+        tokens,
     };
     let outcome = async {
         wait_ready(addr, &mut server_task).await?;
@@ -317,17 +352,23 @@ async fn wait_ready(addr: SocketAddr, server: &mut JoinHandle<Result<()>>) -> Re
         if Instant::now() > deadline {
             bail!("the server was not ready after 30 s");
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
 /// Connects one subscriber to `events` from `since`; its task records frames until `stop`.
 async fn subscribe(
     addr: SocketAddr,
+    token: &str,
     since: i64,
     stop: CancellationToken,
 ) -> Result<(Arc<AtomicI64>, JoinHandle<Received>)> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+    let mut req = format!("ws://{addr}/ws").into_client_request()?;
+    req.headers_mut().insert(
+        AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {token}"))?,
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
         .await
         .context("connecting a WebSocket subscriber")?;
     let frame = serde_json::json!({"op": "subscribe", "topics": ["events"], "since": since});
@@ -426,8 +467,8 @@ async fn measure(ctx: &Ctx, rate: u32, subs: u32, seconds: u64) -> Result<RunRes
     }
     let stop = CancellationToken::new();
     let mut subscribers = Vec::new();
-    for _ in 0..subs {
-        subscribers.push(subscribe(ctx.addr, since, stop.clone()).await?);
+    for token in ctx.tokens.iter().take(subs as usize) {
+        subscribers.push(subscribe(ctx.addr, token, since, stop.clone()).await?);
     }
     let cpu0 = cpu_seconds();
     let start = Instant::now();
@@ -518,26 +559,17 @@ async fn measure(ctx: &Ctx, rate: u32, subs: u32, seconds: u64) -> Result<RunRes
 
 /// Doubles the rate from 500 until a run fails, then bisects three times.
 async fn search(ctx: &Ctx, limit: f64, subs: u32) -> Result<Search> {
-    let ok = |r: &RunResult| {
-        r.lost == 0
-            && r.duplicates == 0
-            && r.p99_ms.is_some_and(|p| p <= limit)
-            && r.achieved_rate >= 0.9 * f64::from(r.target_rate)
-    };
-    let (mut runs, mut good, mut rate) = (Vec::new(), None, SEARCH_START);
-    let bad = loop {
+    let (mut runs, mut good, mut rate, mut limited_by) = (Vec::new(), None, SEARCH_START, None);
+    let mut bad = None;
+    while bad.is_none() && rate <= SEARCH_CEILING {
         let r = measure(ctx, rate, subs, SEARCH_SECONDS).await?;
-        let pass = ok(&r);
+        match failure(&r, limit) {
+            None => good = Some(rate),
+            Some(why) => (bad, limited_by) = (Some(rate), Some(why)),
+        }
         runs.push(r);
-        if !pass {
-            break Some(rate);
-        }
-        good = Some(rate);
-        if rate >= SEARCH_CEILING {
-            break None;
-        }
         rate *= 2;
-    };
+    }
     if let Some(mut hi) = bad {
         let mut lo = good.unwrap_or(0);
         for _ in 0..3 {
@@ -546,10 +578,9 @@ async fn search(ctx: &Ctx, limit: f64, subs: u32) -> Result<Search> {
                 break;
             }
             let r = measure(ctx, mid, subs, SEARCH_SECONDS).await?;
-            if ok(&r) {
-                (lo, good) = (mid, Some(mid));
-            } else {
-                hi = mid;
+            match failure(&r, limit) {
+                None => (lo, good) = (mid, Some(mid)),
+                Some(why) => (hi, limited_by) = (mid, Some(why)),
             }
             runs.push(r);
         }
@@ -559,8 +590,32 @@ async fn search(ctx: &Ctx, limit: f64, subs: u32) -> Result<Search> {
         subscribers: subs,
         seconds: SEARCH_SECONDS,
         max_rate: good,
+        limited_by,
         runs,
     })
+}
+
+/// Why a search run fails the bar (`None`: it passes).
+fn failure(r: &RunResult, limit: f64) -> Option<String> {
+    if r.lost > 0 || r.duplicates > 0 {
+        Some(format!(
+            "{} lost, {} duplicates at {} st/s",
+            r.lost, r.duplicates, r.target_rate
+        ))
+    } else if r.achieved_rate < 0.9 * f64::from(r.target_rate) {
+        Some(format!(
+            "writers achieved {} of {} st/s (< 90 %)",
+            r.achieved_rate, r.target_rate
+        ))
+    } else if !r.p99_ms.is_some_and(|p| p <= limit) {
+        Some(format!(
+            "p99 {} ms > {limit} ms at {} st/s",
+            r.p99_ms.unwrap_or(f64::NAN),
+            r.target_rate
+        ))
+    } else {
+        None
+    }
 }
 
 fn round2(x: f64) -> f64 {
@@ -615,9 +670,14 @@ fn print_report(rep: &Report) {
     print_table(&rep.runs);
     if let Some(s) = &rep.search {
         println!();
-        match s.max_rate {
-            Some(r) => println!("### highest rate with p99 ≤ {} ms and no loss ({} subscribers, {} s runs): {r} st/s", s.p99_limit_ms, s.subscribers, s.seconds),
-            None => println!("### no rate met p99 ≤ {} ms with no loss ({} subscribers, {} s runs)", s.p99_limit_ms, s.subscribers, s.seconds),
+        let best = s.max_rate.map_or("none".into(), |r| format!("{r} st/s"));
+        println!(
+            "### highest rate with p99 ≤ {} ms and no loss ({} subscribers, {} s runs): {best}",
+            s.p99_limit_ms, s.subscribers, s.seconds
+        );
+        if let Some(why) = &s.limited_by {
+            println!();
+            println!("limited by: {why}");
         }
         println!();
         print_table(&s.runs);

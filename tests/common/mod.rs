@@ -417,12 +417,23 @@ impl TestServer {
     }
 
     pub async fn start_with(db: &TestDb, opts: ServerOptions) -> TestServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        Self::start_at(&db.reader_url, opts, "127.0.0.1:0".parse().expect("addr")).await
+    }
+
+    /// Starts on `addr` (e.g. the address of a server just stopped).
+    pub async fn start_at(url: &str, opts: ServerOptions, addr: SocketAddr) -> TestServer {
+        let listener = loop {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => break l,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                Err(e) => panic!("bind {addr}: {e}"),
+            }
+        };
         let addr = listener.local_addr().expect("addr");
         let shutdown = CancellationToken::new();
-        let url = db.reader_url.clone();
+        let url = url.to_string();
         let stop = shutdown.clone();
         let join =
             tokio::spawn(async move { ingestwatch::server::run(listener, &url, opts, stop).await });
@@ -610,4 +621,22 @@ impl Ws {
         }
         seqs
     }
+}
+
+/// Asserts `got` is exactly `want`, saying what is missing, extra or repeated.
+pub fn assert_same_seqs(got: &[i64], want: &[i64], what: &str) {
+    if got == want {
+        return;
+    }
+    let g: std::collections::BTreeSet<i64> = got.iter().copied().collect();
+    let w: std::collections::BTreeSet<i64> = want.iter().copied().collect();
+    let missing: Vec<_> = w.difference(&g).take(20).collect();
+    let extra: Vec<_> = g.difference(&w).take(20).collect();
+    let dups = got.len() - g.len();
+    let unordered = got.windows(2).filter(|p| p[0] >= p[1]).count();
+    panic!(
+        "{what}: got {} want {}; missing {missing:?}; extra {extra:?}; duplicates {dups}; out of order {unordered}",
+        got.len(),
+        want.len()
+    );
 }

@@ -64,6 +64,11 @@ pub async fn upgrade(
                 .is_some_and(|v| v.to_ascii_lowercase().starts_with(auth::WS_PROTOCOL));
         (st.auth.verify(&token).await?, via_protocol)
     };
+    // Before the warm-up the hub does not know where the stream starts: a
+    // resume would be answered from the wrong place. Clients retry.
+    if !st.status.warm.load(std::sync::atomic::Ordering::Acquire) {
+        return Err(AppError::Unavailable("warming up; retry shortly".into()));
+    }
     let guard = st
         .limits
         .acquire(&principal.subject)
