@@ -151,6 +151,18 @@ impl Connection {
                 self.socket.send(Message::Close(Some(frame))),
             )
             .await;
+            // Closing handshake: read (and drop) what the client still sends
+            // until its Close, for at most a second. Dropping a socket with
+            // unread input makes the kernel send a reset, which can overtake
+            // our Close frame (a flooding client then saw no 4029).
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                while let Some(Ok(m)) = self.socket.recv().await {
+                    if matches!(m, Message::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
         }
     }
 
