@@ -46,6 +46,8 @@ async fn rest_fuzz_never_answers_5xx() {
     let mut rng = StdRng::seed_from_u64(0x1A9E57);
     let mut paths: Vec<String> = [
         "/api/kpis",
+        "/api/alerts",
+        "/api/alerts/history",
         "/healthz",
         "/readyz",
         "/metrics",
@@ -79,6 +81,9 @@ async fn rest_fuzz_never_answers_5xx() {
         "bucket",
         "since",
         "access_token",
+        "rule",
+        "state",
+        "severity",
     ];
     let methods = [
         reqwest::Method::GET,

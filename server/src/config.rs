@@ -105,6 +105,13 @@ pub struct ServerOptions {
     /// Directory of client files to serve instead of the embedded ones (development).
     #[arg(long, env = "INGESTWATCH_CLIENT_DIR")]
     pub client_dir: Option<PathBuf>,
+    /// Alert rules file (TOML; see alerts.example.toml). Without one this
+    /// replica evaluates no rules (it still shows alerts other replicas record).
+    #[arg(long, env = "INGESTWATCH_ALERTS")]
+    pub alerts: Option<PathBuf>,
+    /// Use the embedded default rules when no `--alerts` file is given (set by `demo`).
+    #[arg(skip)]
+    pub default_alerts: bool,
     /// Authentication and limits.
     #[command(flatten)]
     pub auth: AuthOptions,

@@ -2,6 +2,7 @@
 //!
 //! The layout follows the data flow:
 //!
+//! - [`alerts`] — rules, evaluation, webhooks, alert history and leadership.
 //! - [`auth`] — JWT verification, roles and source scopes.
 //! - [`config`] — the one `Config` (CLI flags and environment).
 //! - [`db`] — connection pool, migrations runner, start-up (warm) queries.
@@ -16,6 +17,7 @@
 //! - [`bench`] — the end-to-end benchmark (`ingestwatch bench`).
 //! - [`server`] — wiring: `run(listener, config, shutdown)`.
 
+pub mod alerts;
 pub mod auth;
 pub mod bench;
 pub mod config;

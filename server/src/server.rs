@@ -8,6 +8,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::alerts::rules::RuleSet;
+use crate::alerts::Alerts;
 use crate::config::ServerOptions;
 use crate::hub::Hub;
 use crate::listen::Listener;
@@ -22,6 +24,12 @@ pub fn state(
     options: ServerOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<AppState> {
+    // Rules first: a bad rules file fails start-up before any I/O.
+    let rules = match &options.alerts {
+        Some(path) => RuleSet::load(path)?,
+        None if options.default_alerts => RuleSet::defaults(),
+        None => RuleSet::default(),
+    };
     let metrics = Arc::new(Metrics::default());
     let pool = db::pool(
         database_url,
@@ -39,10 +47,11 @@ pub fn state(
     Ok(AppState {
         auth,
         limits,
+        alerts: Arc::new(Alerts::new(rules)),
         pool,
         live: Arc::new(Live::default()),
         hub: Arc::new(Hub::new(options.event_ring, metrics.clone())),
-        status: Arc::new(Status::default()),
+        status: Arc::new(Status::new()),
         metrics,
         options: Arc::new(options),
         shutdown,
@@ -69,6 +78,12 @@ pub async fn run(
         .run(tasks.clone()),
     );
     let ticker = tokio::spawn(kpi_ticker(st.clone(), tasks.clone()));
+    let alerts = crate::alerts::spawn(&st, database_url, &tasks);
+    tracing::info!(
+        rules = st.alerts.rules.rules.len(),
+        receivers = st.alerts.rules.receivers.len(),
+        "alert rules loaded"
+    );
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "serving");
     // Nagle's algorithm would hold small frames for the peer's delayed ACK
@@ -84,6 +99,9 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         let _ = listen.await;
         let _ = ticker.await;
+        for t in alerts {
+            let _ = t.await;
+        }
     })
     .await;
     served.map_err(Into::into)

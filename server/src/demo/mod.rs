@@ -15,6 +15,7 @@ use crate::{db, server};
 /// Runs the demo until `shutdown` (or `--duration`).
 pub async fn run(mut args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let token = demo_auth(&mut args)?;
+    args.server.default_alerts = args.server.alerts.is_none();
     let cluster = match &args.database_url {
         Some(_) => None,
         None => {

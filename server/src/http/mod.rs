@@ -1,6 +1,7 @@
 //! The HTTP surface: one router built by [`app`] from the shared state.
 //! Tests call the same router the binary serves.
 
+pub mod alerts;
 pub mod api;
 pub mod assets;
 pub mod health;
@@ -25,6 +26,8 @@ use crate::state::AppState;
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/kpis", get(api::kpis))
+        .route("/api/alerts", get(alerts::active))
+        .route("/api/alerts/history", get(alerts::history))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

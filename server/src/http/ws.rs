@@ -151,6 +151,18 @@ impl Connection {
                 self.socket.send(Message::Close(Some(frame))),
             )
             .await;
+            // Closing handshake: read (and drop) what the client still sends
+            // until its Close, for at most a second. Dropping a socket with
+            // unread input makes the kernel send a reset, which can overtake
+            // our Close frame (a flooding client then saw no 4029).
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                while let Some(Ok(m)) = self.socket.recv().await {
+                    if matches!(m, Message::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
         }
     }
 
@@ -160,7 +172,7 @@ impl Connection {
             "protocol": PROTOCOL_VERSION,
             "server": concat!("ingestwatch/", env!("CARGO_PKG_VERSION")),
             "seq": self.st.live.seq(),
-            "topics": ["kpis", "events"],
+            "topics": Topic::ALL.map(Topic::name),
         });
         if self.send_json(&hello).await.is_err() {
             return End::Gone;
@@ -260,6 +272,11 @@ impl Connection {
                     self.write(Message::Text(frame)).await?;
                 }
             }
+            Outgoing::Alerts(frame) => {
+                if self.topics.contains(&Topic::Alerts) {
+                    self.write(Message::Text(frame)).await?;
+                }
+            }
             Outgoing::Events(batch) => {
                 if !self.topics.contains(&Topic::Events) {
                     return Ok(());
@@ -346,6 +363,9 @@ impl Connection {
                         if rescope && self.topics.contains(&Topic::Kpis) {
                             self.subscribe_kpis();
                         }
+                        if rescope && self.topics.contains(&Topic::Alerts) {
+                            self.subscribe_alerts();
+                        }
                         let frame = json!({"type": "authenticated", "role": self.principal.role,
                                            "expires_at": self.expires_at, "sources": self.principal.sources});
                         self.send_json(&frame).await.map_err(|()| End::Gone)
@@ -417,6 +437,7 @@ impl Connection {
         for t in topics {
             match t {
                 Topic::Kpis => self.subscribe_kpis(),
+                Topic::Alerts => self.subscribe_alerts(),
                 Topic::Events => {
                     self.st.hub.unsubscribe(self.sub.id, Topic::Events);
                     let from = since.unwrap_or_else(|| self.st.hub.last_seq());
@@ -439,6 +460,15 @@ impl Connection {
                 live.seq(),
             )
         });
+    }
+
+    /// A snapshot of the active alerts this principal may see, then transitions.
+    fn subscribe_alerts(&mut self) {
+        self.st.hub.unsubscribe(self.sub.id, Topic::Alerts);
+        self.st
+            .alerts
+            .view
+            .subscribe(&self.st.hub, &self.sub, self.principal.sources.clone());
     }
 
     /// Writes the events after `since` (outbox first if the ring lost them),
@@ -518,6 +548,7 @@ impl Connection {
         for t in topics {
             match t {
                 Topic::Kpis => self.subscribe_kpis(),
+                Topic::Alerts => self.subscribe_alerts(),
                 Topic::Events => self.resume_events(self.last_seq).await?,
             }
         }
@@ -545,7 +576,7 @@ fn parse_topics(v: &Value) -> Result<Vec<Topic>, (&'static str, String)> {
                 let shown: String = t.to_string().chars().take(64).collect();
                 return Err((
                     "unknown_topic",
-                    format!("unknown topic {shown}; available: kpis, events"),
+                    format!("unknown topic {shown}; available: kpis, events, alerts"),
                 ));
             }
         }

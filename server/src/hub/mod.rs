@@ -4,6 +4,9 @@
 //!   subscriber resume from `since` without touching PostgreSQL; older gaps
 //!   are read from the outbox by the connection itself.
 //! - `kpis`: a snapshot on subscribe, then one merge-patch delta per tick.
+//! - `alerts`: a snapshot of the active alerts on subscribe, then one frame
+//!   per transition (see `crate::alerts::view`, which publishes and
+//!   subscribes under its own lock so snapshot and frames never overlap).
 //!
 //! Frames are serialized once and shared (`Utf8Bytes` clones are cheap).
 //! Fan-out never waits: each subscriber has a bounded queue and `try_send`;
@@ -34,6 +37,8 @@ pub enum Topic {
     Kpis,
     /// Every outbox event, in seq order.
     Events,
+    /// Active alerts snapshot, then alert transitions.
+    Alerts,
 }
 
 impl Topic {
@@ -42,6 +47,7 @@ impl Topic {
         match s {
             "kpis" => Some(Topic::Kpis),
             "events" => Some(Topic::Events),
+            "alerts" => Some(Topic::Alerts),
             _ => None,
         }
     }
@@ -51,8 +57,12 @@ impl Topic {
         match self {
             Topic::Kpis => "kpis",
             Topic::Events => "events",
+            Topic::Alerts => "alerts",
         }
     }
+
+    /// Every topic, in the order `hello` lists them.
+    pub const ALL: [Topic; 3] = [Topic::Kpis, Topic::Events, Topic::Alerts];
 }
 
 /// Which sources a subscriber may see (`None` = all).
@@ -87,6 +97,17 @@ pub enum Outgoing {
     Kpis(Utf8Bytes),
     /// A batch of event frames, shared by every subscriber.
     Events(Arc<[EventFrame]>),
+    /// An alerts snapshot or transition frame.
+    Alerts(Utf8Bytes),
+}
+
+/// One serialized alert frame and the sources it covers (for scoping).
+#[derive(Debug, Clone)]
+pub struct AlertFrame {
+    /// The frame, JSON text.
+    pub text: Utf8Bytes,
+    /// Sources the alert covers (empty: all sources, or a system alert).
+    pub sources: Arc<[String]>,
 }
 
 /// One subscriber's side of the hub.
@@ -146,6 +167,7 @@ pub struct Hub {
     event_subs: DashMap<u64, Arc<Subscriber>>,
     kpis: Mutex<HashMap<Scope, KpiFeed>>,
     kpi_subs: DashMap<u64, (Arc<Subscriber>, Scope)>,
+    alert_subs: DashMap<u64, (Arc<Subscriber>, Scope)>,
     metrics: Arc<Metrics>,
 }
 
@@ -164,6 +186,7 @@ impl Hub {
             event_subs: DashMap::new(),
             kpis: Mutex::new(HashMap::new()),
             kpi_subs: DashMap::new(),
+            alert_subs: DashMap::new(),
             metrics,
         }
     }
@@ -204,6 +227,7 @@ impl Hub {
                 sub.overflowed.store(true, Ordering::Release);
                 self.event_subs.remove(&sub.id);
                 self.kpi_subs.remove(&sub.id);
+                self.alert_subs.remove(&sub.id);
                 self.metrics.ws_resynced.inc();
                 false
             }
@@ -310,6 +334,48 @@ impl Hub {
         }
     }
 
+    /// Publishes one alert frame to the `alerts` subscribers whose scope
+    /// covers every source it is about (alerts over all sources and system
+    /// alerts go to unscoped subscribers only). The caller serializes
+    /// publishing and [`Hub::subscribe_alerts`] (the alerts view's lock).
+    pub fn publish_alert(&self, frame: &AlertFrame) {
+        let subs: Vec<Arc<Subscriber>> = self
+            .alert_subs
+            .iter()
+            .filter(|s| crate::alerts::store::visible(&frame.sources, s.value().1.as_ref()))
+            .map(|s| s.value().0.clone())
+            .collect();
+        for sub in subs {
+            self.send(&sub, Outgoing::Alerts(frame.text.clone()));
+        }
+    }
+
+    /// Registers `sub` on `alerts` for `scope` after queueing `snapshot`
+    /// (`None`: the snapshot follows later, see [`Hub::alert_subscribers`]).
+    pub fn subscribe_alerts(
+        &self,
+        sub: &Arc<Subscriber>,
+        scope: Scope,
+        snapshot: Option<Utf8Bytes>,
+    ) {
+        if snapshot.is_none_or(|s| self.send(sub, Outgoing::Alerts(s))) {
+            self.alert_subs.insert(sub.id, (sub.clone(), scope));
+        }
+    }
+
+    /// The `alerts` subscribers and their scopes.
+    pub fn alert_subscribers(&self) -> Vec<(Arc<Subscriber>, Scope)> {
+        self.alert_subs
+            .iter()
+            .map(|s| (s.value().0.clone(), s.value().1.clone()))
+            .collect()
+    }
+
+    /// Queues one alerts frame for one subscriber.
+    pub fn send_alert(&self, sub: &Arc<Subscriber>, frame: Utf8Bytes) {
+        self.send(sub, Outgoing::Alerts(frame));
+    }
+
     /// Removes `id` from one topic.
     pub fn unsubscribe(&self, id: u64, topic: Topic) {
         match topic {
@@ -319,6 +385,9 @@ impl Hub {
             Topic::Events => {
                 self.event_subs.remove(&id);
             }
+            Topic::Alerts => {
+                self.alert_subs.remove(&id);
+            }
         }
     }
 
@@ -326,6 +395,7 @@ impl Hub {
     pub fn remove(&self, id: u64) {
         self.event_subs.remove(&id);
         self.kpi_subs.remove(&id);
+        self.alert_subs.remove(&id);
     }
 
     /// Subscribers per topic (kpis, events).
@@ -353,7 +423,7 @@ mod tests {
     fn seqs(item: Outgoing) -> Vec<i64> {
         match item {
             Outgoing::Events(b) => b.iter().map(|f| f.seq).collect(),
-            Outgoing::Kpis(_) => vec![],
+            Outgoing::Kpis(_) | Outgoing::Alerts(_) => vec![],
         }
     }
 
@@ -399,6 +469,32 @@ mod tests {
     }
 
     #[test]
+    fn alert_frames_go_to_subscribers_whose_scope_covers_them() {
+        let hub = Hub::new(16, Arc::default());
+        let (all, mut all_rx) = hub.subscriber(8);
+        let (crm, mut crm_rx) = hub.subscriber(8);
+        hub.subscribe_alerts(&all, None, Some(Utf8Bytes::from_static("s")));
+        let scope: Scope = Some(BTreeSet::from(["crm".to_string()]));
+        hub.subscribe_alerts(&crm, scope, Some(Utf8Bytes::from_static("s")));
+        for sources in [vec!["crm"], vec!["erp"], vec!["crm", "erp"], vec![]] {
+            hub.publish_alert(&AlertFrame {
+                text: Utf8Bytes::from(sources.join(",")),
+                sources: sources.iter().map(|s| s.to_string()).collect(),
+            });
+        }
+        let texts = |rx: &mut mpsc::Receiver<Outgoing>| -> Vec<String> {
+            std::iter::from_fn(|| rx.try_recv().ok())
+                .map(|o| match o {
+                    Outgoing::Alerts(t) => t.as_str().to_string(),
+                    _ => String::new(),
+                })
+                .collect()
+        };
+        assert_eq!(texts(&mut all_rx), ["s", "crm", "erp", "crm,erp", ""]);
+        assert_eq!(texts(&mut crm_rx), ["s", "crm"]);
+    }
+
+    #[test]
     fn kpi_subscribers_get_snapshot_then_deltas() {
         let hub = Hub::new(16, Arc::default());
         hub.publish_kpis(&None, json!({"a": 1}), 1);
@@ -421,7 +517,7 @@ mod tests {
         let frames: Vec<Value> = std::iter::from_fn(|| rx.try_recv().ok())
             .map(|o| match o {
                 Outgoing::Kpis(f) => serde_json::from_str(f.as_str()).unwrap_or_default(),
-                Outgoing::Events(_) => Value::Null,
+                Outgoing::Events(_) | Outgoing::Alerts(_) => Value::Null,
             })
             .collect();
         assert_eq!(frames.len(), 2);

@@ -97,7 +97,7 @@ impl Listener {
             if self.status.connected.load(Ordering::Acquire) {
                 attempt = 0;
             }
-            self.status.connected.store(false, Ordering::Release);
+            self.status.set_connected(false);
             self.metrics.listener_connected.set(0);
             if shutdown.is_cancelled() {
                 return;
@@ -168,7 +168,7 @@ impl Listener {
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
         let mut conn = self.connect().await?;
-        self.status.connected.store(true, Ordering::Release);
+        self.status.set_connected(true);
         self.metrics.listener_connected.set(1);
         if seq.is_none() {
             *seq = Some(self.warm_up(&mut conn.client).await?);

@@ -31,6 +31,26 @@ pub struct SourceInfo {
     pub expected_interval_secs: Option<f64>,
 }
 
+/// One source's sums over an arbitrary window, and its gauges (see
+/// [`Live::source_windows`]).
+#[derive(Debug, Clone, Default)]
+pub struct SourceWindow {
+    /// `ingest.sources.id`.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Expected interval between records, in seconds.
+    pub expected_interval_secs: Option<f64>,
+    /// Counters and lag histogram over the window.
+    pub slot: Slot,
+    /// Pending records now.
+    pub backlog: i64,
+    /// Runs running now.
+    pub runs_running: i64,
+    /// Newest `received_at` (epoch ms).
+    pub last_received_ms: Option<i64>,
+}
+
 /// Everything the live aggregates hold.
 #[derive(Debug, Default)]
 pub struct LiveState {
@@ -212,6 +232,40 @@ impl Live {
             .values()
             .filter(|s| scope.contains(&s.name))
             .map(|s| s.id)
+            .collect()
+    }
+
+    /// Each known source's sums over the last `secs` seconds at `now_ms`,
+    /// with its gauges (for alert rules, whose windows are not limited to the
+    /// four KPI windows). Up to 300 s the 1-second buckets are summed up to
+    /// the end of the current second; longer windows (whole minutes) sum
+    /// 1-minute buckets up to the end of the current minute.
+    pub fn source_windows(&self, secs: i64, now_ms: i64) -> Vec<SourceWindow> {
+        let st = self.read();
+        let now_sec = now_ms.div_euclid(1000);
+        let (granularity, to) = if secs <= 300 {
+            (window::Granularity::Second, now_sec + 1)
+        } else {
+            (
+                window::Granularity::Minute,
+                now_sec.div_euclid(60) * 60 + 60,
+            )
+        };
+        let empty = Series::default();
+        st.sources
+            .values()
+            .map(|s| {
+                let series = st.series.get(&s.id).unwrap_or(&empty);
+                SourceWindow {
+                    id: s.id,
+                    name: s.name.clone(),
+                    expected_interval_secs: s.expected_interval_secs,
+                    slot: series.sum_range(granularity, to - secs, to),
+                    backlog: series.backlog,
+                    runs_running: series.runs_running,
+                    last_received_ms: series.last_received_ms,
+                }
+            })
             .collect()
     }
 
