@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # Build: one static-ish release binary with the client and SQL embedded.
-FROM rust:1.85-slim-bookworm AS build
+FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY server ./server

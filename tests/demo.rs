@@ -25,13 +25,20 @@ fn f_demo_serves_live_figures_within_30_seconds() {
         .expect("demo starts");
     let stdout = child.stdout.take().expect("stdout");
     let mut url = None;
-    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+    let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+    for line in lines.by_ref() {
         if let Some(rest) = line.split("is live:").nth(1) {
-            url = Some(rest.trim().trim_end_matches('/').to_string());
+            url = Some(rest.trim().to_string());
             break;
         }
     }
-    let url = url.expect("demo printed its URL");
+    // Keep draining stdout so the demo never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    let printed = url.expect("demo printed its URL");
+    let (base, token) = printed
+        .split_once("/#token=")
+        .expect("the URL carries a token");
+    let (url, token) = (base.to_string(), token.to_string());
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let received = rt.block_on(async {
         let http = reqwest::Client::new();
@@ -39,7 +46,10 @@ fn f_demo_serves_live_figures_within_30_seconds() {
             if started.elapsed() > Duration::from_secs(30) {
                 return 0;
             }
-            if let Ok(r) = http.get(format!("{url}/api/kpis?window=1m")).send().await {
+            let req = http
+                .get(format!("{url}/api/kpis?window=1m"))
+                .bearer_auth(&token);
+            if let Ok(r) = req.send().await {
                 if let Ok(v) = r.json::<serde_json::Value>().await {
                     let n = v["total"]["received"].as_i64().unwrap_or(0);
                     if n > 0 && v["sources"].as_object().is_some_and(|s| s.len() >= 4) {

@@ -225,10 +225,10 @@ async fn d_a_client_that_never_reads_does_not_delay_others_and_is_bounded() {
     let sock = tokio::net::TcpSocket::new_v4().expect("socket");
     sock.set_recv_buffer_size(4096).expect("rcvbuf");
     let stream = sock.connect(server.addr).await.expect("connect");
-    let (mut stalled, _) =
-        tokio_tungstenite::client_async(format!("ws://{}/ws", server.addr), stream)
-            .await
-            .expect("stalled client");
+    let url = format!("ws://{}/ws?access_token={}", server.addr, server.token);
+    let (mut stalled, _) = tokio_tungstenite::client_async(url, stream)
+        .await
+        .expect("stalled client");
     use futures_util::SinkExt;
     stalled
         .send(tokio_tungstenite::tungstenite::Message::text(

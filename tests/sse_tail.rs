@@ -61,9 +61,21 @@ struct Sse {
 
 impl Sse {
     async fn open(server: &TestServer, query: &str, last_event_id: Option<i64>) -> Sse {
+        Sse::open_as(server, query, last_event_id, &server.token).await
+    }
+
+    async fn open_as(
+        server: &TestServer,
+        query: &str,
+        last_event_id: Option<i64>,
+        token: &str,
+    ) -> Sse {
         let mut req = server
             .http
             .get(format!("http://{}/api/stream?{query}", server.addr));
+        if !token.is_empty() {
+            req = req.bearer_auth(token);
+        }
         if let Some(id) = last_event_id {
             req = req.header("Last-Event-ID", id.to_string());
         }
@@ -218,7 +230,8 @@ async fn bad_stream_requests_are_400() {
     ] {
         let mut req = server
             .http
-            .get(format!("http://{}/api/stream?{q}", server.addr));
+            .get(format!("http://{}/api/stream?{q}", server.addr))
+            .bearer_auth(&server.token);
         if let Some(h) = header {
             req = req.header("Last-Event-ID", h);
         }
@@ -280,8 +293,8 @@ async fn a_slow_sse_client_is_resynced_and_loses_nothing() {
     stream
         .write_all(
             format!(
-                "GET /api/stream?topics=events&since={start} HTTP/1.1\r\nHost: {}\r\n\r\n",
-                server.addr
+                "GET /api/stream?topics=events&since={start} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\r\n",
+                server.addr, server.token
             )
             .as_bytes(),
         )
@@ -359,6 +372,7 @@ impl ServerProc {
         let child = tokio::process::Command::new(BIN)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .env("DATABASE_URL", &db.reader_url)
+            .env("INGESTWATCH_JWT_SECRET", SECRET)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
@@ -475,6 +489,7 @@ async fn tail_prints_every_seq_once_across_server_kills_and_restarts() {
     let start = db.max_seq().await;
     let url = format!("ws://127.0.0.1:{port}/ws");
     let since = start.to_string();
+    let viewer = token("viewer", &[], "1h");
     let mut tail = TailProc::spawn(&[
         "--url",
         &url,
@@ -484,6 +499,8 @@ async fn tail_prints_every_seq_once_across_server_kills_and_restarts() {
         &since,
         "--format",
         "json",
+        "--token",
+        &viewer,
     ]);
 
     let writer = {
@@ -535,9 +552,15 @@ async fn tail_exits_non_zero_on_protocol_and_auth_errors() {
 
     // An error frame (unknown topic): exit 2 with the server's message.
     let url = format!("ws://{}/ws", server.addr);
-    let mut t = TailProc::spawn(&["--url", &url, "--topics", "events,nope"]);
+    let viewer = token("viewer", &[], "1h");
+    let mut t = TailProc::spawn(&["--url", &url, "--topics", "events,nope", "--token", &viewer]);
     assert_eq!(t.exit_code().await, Some(2));
     assert!(t.stderr().contains("unknown_topic"), "{}", t.stderr());
+
+    // The real server refuses a bad token at the handshake (HTTP 401): exit 3.
+    let mut t = TailProc::spawn(&["--url", &url, "--token", "not-a-jwt"]);
+    assert_eq!(t.exit_code().await, Some(3));
+    assert!(t.stderr().contains("401"), "{}", t.stderr());
 
     // Not a WebSocket endpoint: exit 2.
     let url = format!("ws://{}/nope", server.addr);
@@ -590,4 +613,47 @@ async fn tail_exits_non_zero_on_protocol_and_auth_errors() {
     let mut t = TailProc::spawn(&["--url", &url]);
     assert_eq!(t.exit_code().await, Some(3));
     assert!(t.stderr().contains("401"), "{}", t.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_needs_a_token_and_a_scoped_token_sees_only_its_sources() {
+    let db = TestDb::new().await;
+    let crm = db.source("crm").await;
+    let erp = db.source("erp").await;
+    let server = TestServer::start(&db).await;
+    let resp = server
+        .http
+        .get(format!("http://{}/api/stream?topics=events", server.addr))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers().contains_key("www-authenticate"));
+
+    let start = db.max_seq().await;
+    let scoped = token("viewer", &["crm"], "1h");
+    // EventSource passes the token in the query string.
+    let mut sse = Sse::open_as(
+        &server,
+        &format!("topics=events&since={start}&access_token={scoped}"),
+        None,
+        "", // no header: the query token is used
+    )
+    .await;
+    let p = Pipeline::new(&db).await;
+    for i in 0..6 {
+        step(&p, [crm, erp][i % 2], i as i64, false).await;
+    }
+    let want = seqs_where(
+        &db,
+        &format!("seq > {start} and summary->'sources' = jsonb_build_array({crm})"),
+    )
+    .await;
+    assert!(!want.is_empty());
+    let mut others = Vec::new();
+    let got = sse
+        .events_until(*want.last().expect("crm events"), &mut others)
+        .await;
+    assert_eq!(got, want, "only the events of crm");
+    server.stop().await;
 }

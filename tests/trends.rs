@@ -575,3 +575,54 @@ async fn sql_lag_bins_equal_the_live_histogram_bins_and_the_role_writes_only_rol
         assert_eq!(code, "42501", "{sql}: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoped_token_sees_totals_of_its_sources_only() {
+    let db = TestDb::new().await;
+    let crm = db.source("crm").await;
+    let erp = db.source("erp").await;
+    let p = Pipeline::new(&db).await;
+    let now = now();
+    for (i, age) in [40 * DAY, 2 * DAY, 600].iter().enumerate() {
+        history_step(&p, crm, now - age, 2, i as i64).await;
+        history_step(&p, erp, now - age, 5, i as i64).await;
+    }
+    let server = TestServer::start_with(&db, opts(100)).await;
+    server.wait_caught_up(&db).await;
+    wait_rollups_at(&db, db.max_seq().await).await;
+    let scoped = token("viewer", &["crm"], "1h");
+    let q = format!(
+        "/api/trends?metric=received&bucket=day&from={}&to={}",
+        now - 60 * DAY,
+        now + 60
+    );
+    let (status, body) = server.get_as(&q, Some(&scoped)).await;
+    assert_eq!(status, 200, "{body}");
+    let total: i64 = body["series"]["total"]
+        .as_array()
+        .expect("total")
+        .iter()
+        .map(|v| v.as_i64().expect("count"))
+        .sum();
+    let crm_only: i64 = db
+        .client
+        .query_one(
+            "select count(*) from ingest.raw_records where source_id = $1",
+            &[&crm],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(total, crm_only, "total over the token's sources only");
+    let (status, _) = server
+        .get_as(&format!("{q}&source=crm"), Some(&scoped))
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = server
+        .get_as(&format!("{q}&source=erp"), Some(&scoped))
+        .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = server.get_as(&q, None).await;
+    assert_eq!(status, 401);
+    server.stop().await;
+}

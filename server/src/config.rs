@@ -47,6 +47,8 @@ pub enum Command {
     /// Ctrl-C, 2 on a protocol error (refused subscription, not an
     /// ingestwatch endpoint), 3 when authentication is refused.
     Tail(TailArgs),
+    /// Mint a token from the HS256 secret (for operators and wallboards).
+    Token(TokenArgs),
 }
 
 /// Options of `migrate`.
@@ -114,6 +116,67 @@ pub struct ServerOptions {
     /// Directory of client files to serve instead of the embedded ones (development).
     #[arg(long, env = "INGESTWATCH_CLIENT_DIR")]
     pub client_dir: Option<PathBuf>,
+    /// Alert rules file (TOML; see alerts.example.toml). Without one this
+    /// replica evaluates no rules (it still shows alerts other replicas record).
+    #[arg(long, env = "INGESTWATCH_ALERTS")]
+    pub alerts: Option<PathBuf>,
+    /// Use the embedded default rules when no `--alerts` file is given (set by `demo`).
+    #[arg(skip)]
+    pub default_alerts: bool,
+    /// Authentication and limits.
+    #[command(flatten)]
+    pub auth: AuthOptions,
+}
+
+/// Authentication (JWT) and abuse limits.
+#[derive(Debug, Clone, Args)]
+pub struct AuthOptions {
+    /// HS256 shared secret (e.g. Supabase's JWT secret). Never logged.
+    #[arg(long, env = "INGESTWATCH_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// PEM file with an RS256 or ES256 public key.
+    #[arg(long, env = "INGESTWATCH_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
+    /// JWKS URL (keys chosen by `kid`, cached, re-fetched on an unknown `kid`).
+    #[arg(long, env = "INGESTWATCH_JWKS_URL")]
+    pub jwks_url: Option<String>,
+    /// Required `aud` claim (Supabase: `authenticated`).
+    #[arg(long, env = "INGESTWATCH_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Required `iss` claim.
+    #[arg(long, env = "INGESTWATCH_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Dotted path of the claim holding `viewer` or `operator` (e.g. `app_metadata.ingestwatch_role`).
+    #[arg(long, env = "INGESTWATCH_ROLE_CLAIM", default_value = "role")]
+    pub role_claim: String,
+    /// Dotted path of the optional claim listing the source names a token may see.
+    #[arg(long, env = "INGESTWATCH_SOURCES_CLAIM", default_value = "sources")]
+    pub sources_claim: String,
+    /// Clock leeway for `exp` / `nbf`, in seconds.
+    #[arg(long, env = "INGESTWATCH_JWT_LEEWAY_SECS", default_value_t = 30)]
+    pub jwt_leeway_secs: u64,
+    /// Run without authentication (refused on a non-loopback address).
+    #[arg(long, env = "INGESTWATCH_AUTH_DISABLED")]
+    pub auth_disabled: bool,
+    /// Seconds a WebSocket may stay open after its token expired, waiting for `{"op":"auth"}`.
+    #[arg(long, env = "INGESTWATCH_WS_AUTH_GRACE_SECS", default_value_t = 30)]
+    pub ws_auth_grace_secs: u64,
+    /// Client frames per second per WebSocket (burst: twice as many).
+    #[arg(long, env = "INGESTWATCH_WS_MESSAGES_PER_SEC", default_value_t = 20)]
+    pub ws_messages_per_sec: u32,
+    /// Concurrent WebSocket / SSE connections in total.
+    #[arg(long, env = "INGESTWATCH_MAX_CONNECTIONS", default_value_t = 20_000)]
+    pub max_connections: usize,
+    /// Concurrent WebSocket / SSE connections per token subject.
+    #[arg(
+        long,
+        env = "INGESTWATCH_MAX_CONNECTIONS_PER_TOKEN",
+        default_value_t = 64
+    )]
+    pub max_connections_per_token: usize,
+    /// Origins allowed by CORS (comma-separated); none by default (same origin only).
+    #[arg(long, env = "INGESTWATCH_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
 }
 
 impl ServerOptions {
@@ -138,6 +201,35 @@ pub struct DemoArgs {
     /// Server tuning.
     #[command(flatten)]
     pub server: ServerOptions,
+}
+
+/// Options of `token`.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// HS256 secret to sign with.
+    #[arg(long, env = "INGESTWATCH_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: String,
+    /// Role to grant.
+    #[arg(long, value_parser = ["viewer", "operator"])]
+    pub role: String,
+    /// Lifetime, e.g. `90s`, `30m`, `8h`, `30d`.
+    #[arg(long, default_value = "8h")]
+    pub ttl: String,
+    /// Limit the token to these sources (comma-separated names).
+    #[arg(long, value_delimiter = ',')]
+    pub sources: Vec<String>,
+    /// `sub` claim.
+    #[arg(long, default_value = "ingestwatch-cli")]
+    pub subject: String,
+    /// `aud` claim to set.
+    #[arg(long, env = "INGESTWATCH_JWT_AUDIENCE")]
+    pub audience: Option<String>,
+    /// `iss` claim to set.
+    #[arg(long, env = "INGESTWATCH_JWT_ISSUER")]
+    pub issuer: Option<String>,
+    /// Dotted claim path for the role.
+    #[arg(long, env = "INGESTWATCH_ROLE_CLAIM", default_value = "role")]
+    pub role_claim: String,
 }
 
 /// Options of `simulate`.

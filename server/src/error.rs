@@ -24,6 +24,9 @@ pub enum AppError {
     /// Valid credentials without the needed role (403).
     #[error("{0}")]
     Forbidden(String),
+    /// A limit was reached (429).
+    #[error("{0}")]
+    TooMany(String),
     /// The thing asked for does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -56,6 +59,7 @@ impl AppError {
             AppError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::TooMany(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many"),
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             AppError::Database(_) | AppError::Pool(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")

@@ -2,6 +2,7 @@
 //!
 //! The layout follows the data flow:
 //!
+//! - [`alerts`] — rules, evaluation, webhooks, alert history and leadership.
 //! - [`auth`] — JWT verification, roles and source scopes.
 //! - [`config`] — the one `Config` (CLI flags and environment).
 //! - [`db`] — connection pool, migrations runner, start-up (warm) queries.
@@ -9,6 +10,7 @@
 //!   watermark that turns a lossy, out-of-order doorbell into an exactly-once,
 //!   seq-ordered event stream.
 //! - [`live`] — rolling KPI windows held in memory, and the KPI snapshot.
+//! - [`limits`] — connection limits and per-connection rate limiting.
 //! - [`hub`] — topics, subscribers and the fan-out policy (bounded queues).
 //! - [`trends`] — per-bucket history to 12 months: rollup tables kept from
 //!   the event stream by one writer, joined with the live edge.
@@ -19,6 +21,7 @@
 //! - [`bench`] — the end-to-end benchmark (`ingestwatch bench`).
 //! - [`server`] — wiring: `run(listener, config, shutdown)`.
 
+pub mod alerts;
 pub mod auth;
 pub mod bench;
 pub mod config;
@@ -27,6 +30,7 @@ pub mod demo;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod limits;
 pub mod listen;
 pub mod live;
 pub mod metrics;

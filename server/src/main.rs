@@ -48,6 +48,10 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Token(args) => {
+            println!("{}", ingestwatch::auth::mint(&args)?);
+            Ok(())
+        }
         Command::Simulate(args) => {
             let shutdown = shutdown_on_signal();
             let opts = demo::simulate::SimOptions {

@@ -50,6 +50,24 @@ pub struct Metrics {
     pub rollup_rows: Counter,
     /// `pg_notification_queue_usage()` at the last scrape (0..1).
     pub notification_queue_usage: Gauge<f64, AtomicU64>,
+    /// Alerts firing now (as this replica shows them).
+    pub alerts_firing: Gauge,
+    /// Alerts pending now.
+    pub alerts_pending: Gauge,
+    /// 1 while this replica is the alerts leader.
+    pub alerts_leader: Gauge,
+    /// Alert transitions recorded by this replica (as leader).
+    pub alert_transitions: Counter,
+    /// Evaluation ticks run by this replica (as leader).
+    pub alert_evaluations: Counter,
+    /// Duration of the last evaluation tick, in microseconds.
+    pub alert_evaluation_us: Gauge,
+    /// Webhook deliveries that succeeded (2xx).
+    pub webhook_deliveries: Counter,
+    /// Webhook attempts that failed (error, timeout, non-2xx).
+    pub webhook_failures: Counter,
+    /// Webhook deliveries given up (attempts exhausted, or refused with a 4xx).
+    pub webhook_gave_up: Counter,
 }
 
 impl Default for Metrics {
@@ -149,6 +167,43 @@ impl Default for Metrics {
                 "pg_notification_queue_usage",
                 "pg_notification_queue_usage() at the last scrape",
                 Gauge::<f64, AtomicU64>::default()
+            ),
+            alerts_firing: reg!("alerts_firing", "Alerts firing", Gauge::default()),
+            alerts_pending: reg!("alerts_pending", "Alerts pending", Gauge::default()),
+            alerts_leader: reg!(
+                "alerts_leader",
+                "1 while this replica is the alerts leader",
+                Gauge::default()
+            ),
+            alert_transitions: reg!(
+                "alert_transitions",
+                "Alert transitions recorded (as leader)",
+                Counter::default()
+            ),
+            alert_evaluations: reg!(
+                "alert_evaluations",
+                "Alert evaluation ticks (as leader)",
+                Counter::default()
+            ),
+            alert_evaluation_us: reg!(
+                "alert_evaluation_us",
+                "Duration of the last alert evaluation tick in microseconds",
+                Gauge::default()
+            ),
+            webhook_deliveries: reg!(
+                "webhook_deliveries",
+                "Webhook deliveries that succeeded",
+                Counter::default()
+            ),
+            webhook_failures: reg!(
+                "webhook_failures",
+                "Webhook attempts that failed",
+                Counter::default()
+            ),
+            webhook_gave_up: reg!(
+                "webhook_gave_up",
+                "Webhook deliveries given up",
+                Counter::default()
             ),
             registry,
         }

@@ -1,13 +1,16 @@
 //! The one cheap-to-clone application state shared by handlers and tasks.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
 use tokio_util::sync::CancellationToken;
 
+use crate::alerts::Alerts;
+use crate::auth::Auth;
 use crate::config::ServerOptions;
 use crate::hub::Hub;
+use crate::limits::Limits;
 use crate::live::Live;
 use crate::metrics::Metrics;
 
@@ -18,9 +21,36 @@ pub struct Status {
     pub connected: AtomicBool,
     /// The aggregates are warm (set once, after the first warm-up).
     pub warm: AtomicBool,
+    /// When `connected` last changed (epoch ms; 0: unknown).
+    pub changed_ms: AtomicI64,
 }
 
 impl Status {
+    /// A status as of now (disconnected, not warm).
+    pub fn new() -> Self {
+        let s = Status::default();
+        s.changed_ms
+            .store(chrono::Utc::now().timestamp_millis(), Ordering::Release);
+        s
+    }
+
+    /// Records that the LISTEN connection is up or down (and since when).
+    pub fn set_connected(&self, up: bool) {
+        if self.connected.swap(up, Ordering::AcqRel) != up {
+            self.changed_ms
+                .store(chrono::Utc::now().timestamp_millis(), Ordering::Release);
+        }
+    }
+
+    /// How long the LISTEN connection has been down at `now_ms` (0 when up).
+    pub fn disconnected_ms(&self, now_ms: i64) -> i64 {
+        let since = self.changed_ms.load(Ordering::Acquire);
+        if self.connected.load(Ordering::Acquire) || since == 0 {
+            return 0;
+        }
+        (now_ms - since).max(0)
+    }
+
     /// Ready to serve live figures.
     pub fn ready(&self) -> bool {
         self.connected.load(Ordering::Acquire) && self.warm.load(Ordering::Acquire)
@@ -42,6 +72,12 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Server options.
     pub options: Arc<ServerOptions>,
+    /// Token verification.
+    pub auth: Arc<Auth>,
+    /// Connection counters (total and per token subject).
+    pub limits: Arc<Limits>,
+    /// Alert rules, the replica's view of the alerts, leadership.
+    pub alerts: Arc<Alerts>,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
 }

@@ -370,6 +370,24 @@ pub async fn assert_kpis_match_sql(c: &tokio_postgres::Client, kpis: &Value) {
     }
 }
 
+/// The HS256 secret test servers verify with.
+pub const SECRET: &str = "test-secret-0123456789abcdef";
+
+/// A token from [`SECRET`] for `role`, limited to `sources` if not empty.
+pub fn token(role: &str, sources: &[&str], ttl: &str) -> String {
+    ingestwatch::auth::mint(&ingestwatch::config::TokenArgs {
+        jwt_secret: SECRET.into(),
+        role: role.into(),
+        ttl: ttl.into(),
+        sources: sources.iter().map(|s| s.to_string()).collect(),
+        subject: format!("test-{role}"),
+        audience: None,
+        issuer: None,
+        role_claim: "role".into(),
+    })
+    .expect("mint")
+}
+
 /// Server options as the CLI defaults give them, for a test server.
 pub fn options() -> ServerOptions {
     #[derive(Parser)]
@@ -379,12 +397,15 @@ pub fn options() -> ServerOptions {
     }
     let mut o = W::parse_from(["test"]).o;
     o.listen = "127.0.0.1:0".parse().expect("addr");
+    o.auth.jwt_secret = Some(SECRET.into());
     o
 }
 
 /// The real server on a real port.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// Operator token used by the helpers below.
+    pub token: String,
     pub shutdown: CancellationToken,
     join: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     pub http: reqwest::Client,
@@ -396,19 +417,29 @@ impl TestServer {
     }
 
     pub async fn start_with(db: &TestDb, opts: ServerOptions) -> TestServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        Self::start_at(&db.reader_url, opts, "127.0.0.1:0".parse().expect("addr")).await
+    }
+
+    /// Starts on `addr` (e.g. the address of a server just stopped).
+    pub async fn start_at(url: &str, opts: ServerOptions, addr: SocketAddr) -> TestServer {
+        let listener = loop {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => break l,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                Err(e) => panic!("bind {addr}: {e}"),
+            }
+        };
         let addr = listener.local_addr().expect("addr");
         let shutdown = CancellationToken::new();
-        let url = db.reader_url.clone();
-        let token = shutdown.clone();
+        let url = url.to_string();
+        let stop = shutdown.clone();
         let join =
-            tokio::spawn(
-                async move { ingestwatch::server::run(listener, &url, opts, token).await },
-            );
+            tokio::spawn(async move { ingestwatch::server::run(listener, &url, opts, stop).await });
         let s = TestServer {
             addr,
+            token: token("operator", &[], "1h"),
             shutdown,
             join: Some(join),
             http: reqwest::Client::new(),
@@ -441,12 +472,16 @@ impl TestServer {
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .get(format!("http://{}{}", self.addr, path))
-            .send()
-            .await
-            .expect("http");
+        self.get_as(path, Some(&self.token)).await
+    }
+
+    /// GET with `token` (or none).
+    pub async fn get_as(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.get(format!("http://{}{}", self.addr, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.expect("http");
         let status = r.status().as_u16();
         let body = r.text().await.unwrap_or_default();
         (
@@ -488,7 +523,16 @@ impl TestServer {
     }
 
     pub async fn ws(&self) -> Ws {
-        Ws::connect(&format!("ws://{}/ws", self.addr)).await
+        Ws::connect_with(&format!("ws://{}/ws", self.addr), Some(&self.token))
+            .await
+            .expect("ws connect")
+    }
+
+    pub async fn ws_as(
+        &self,
+        token: Option<&str>,
+    ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+        Ws::connect_with(&format!("ws://{}/ws", self.addr), token).await
     }
 }
 
@@ -504,11 +548,21 @@ pub struct Ws {
 }
 
 impl Ws {
-    pub async fn connect(url: &str) -> Ws {
-        let (stream, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("ws connect");
-        Ws { stream }
+    /// Connects with `Authorization: Bearer <token>` when given.
+    pub async fn connect_with(
+        url: &str,
+        token: Option<&str>,
+    ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = url.into_client_request()?;
+        if let Some(t) = token {
+            req.headers_mut().insert(
+                "authorization",
+                format!("Bearer {t}").parse().expect("header value"),
+            );
+        }
+        let (stream, _) = tokio_tungstenite::connect_async(req).await?;
+        Ok(Ws { stream })
     }
 
     pub async fn send(&mut self, v: Value) {
@@ -567,4 +621,22 @@ impl Ws {
         }
         seqs
     }
+}
+
+/// Asserts `got` is exactly `want`, saying what is missing, extra or repeated.
+pub fn assert_same_seqs(got: &[i64], want: &[i64], what: &str) {
+    if got == want {
+        return;
+    }
+    let g: std::collections::BTreeSet<i64> = got.iter().copied().collect();
+    let w: std::collections::BTreeSet<i64> = want.iter().copied().collect();
+    let missing: Vec<_> = w.difference(&g).take(20).collect();
+    let extra: Vec<_> = g.difference(&w).take(20).collect();
+    let dups = got.len() - g.len();
+    let unordered = got.windows(2).filter(|p| p[0] >= p[1]).count();
+    panic!(
+        "{what}: got {} want {}; missing {missing:?}; extra {extra:?}; duplicates {dups}; out of order {unordered}",
+        got.len(),
+        want.len()
+    );
 }

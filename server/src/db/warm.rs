@@ -4,7 +4,8 @@
 //!
 //! Procedure (see `listen`): read `d0 = max(seq)` and a marker
 //! (`pg_current_xact_id()`); wait until the snapshot xmin passes the marker,
-//! so every transaction that could still add a seq <= d0 has ended; then, in
+//! or no transaction older than it holds a lock on `monitor.events`, so every
+//! transaction that could still add a seq <= d0 has ended; then, in
 //! ONE repeatable-read snapshot, read the base tables (the aggregates) and the
 //! seqs above d0 that this snapshot already sees (counted by the warm-up, so
 //! delivered later but not applied twice).
@@ -73,6 +74,15 @@ pub async fn settle(client: &Client) -> Result<i64, tokio_postgres::Error> {
             .await?
             .get(0);
         if xmin > marker {
+            return Ok(d0);
+        }
+        // xmin is cluster-wide; the narrower proof: no transaction older than
+        // the marker holds a lock on monitor.events (see listen::sequencer).
+        let holders = client.query(crate::listen::LOCK_HOLDERS_SQL, &[]).await?;
+        if !holders
+            .iter()
+            .any(|r| crate::listen::sequencer::older_than(r.get::<_, i64>(0) as u32, marker))
+        {
             return Ok(d0);
         }
         if waited.as_secs() > 0 && waited.as_millis() % 5_000 < 20 {

@@ -13,7 +13,9 @@ use crate::config::DemoArgs;
 use crate::{db, server};
 
 /// Runs the demo until `shutdown` (or `--duration`).
-pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(mut args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let token = demo_auth(&mut args)?;
+    args.server.default_alerts = args.server.alerts.is_none();
     let cluster = match &args.database_url {
         Some(_) => None,
         None => {
@@ -60,8 +62,17 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
         .with_context(|| format!("binding {}", args.server.listen))?;
     let addr = listener.local_addr()?;
     println!();
-    println!("  ingestwatch demo is live:  http://{addr}/");
-    println!("  KPIs as JSON:              http://{addr}/api/kpis?window=5m");
+    match &token {
+        Some(t) => {
+            println!("  ingestwatch demo is live:  http://{addr}/#token={t}");
+            println!("  (an operator token valid for 8 h; mint more with `ingestwatch token`)");
+            println!("  KPIs as JSON:              curl -H 'Authorization: Bearer {t}' http://{addr}/api/kpis?window=5m");
+        }
+        None => {
+            println!("  ingestwatch demo is live:  http://{addr}/");
+            println!("  KPIs as JSON:              http://{addr}/api/kpis?window=5m");
+        }
+    }
     println!("  Ctrl-C stops it and removes the throwaway database.");
     println!();
     let served = server::run(listener, &url, args.server, shutdown.clone()).await;
@@ -75,4 +86,31 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
         c.stop().await?;
     }
     served
+}
+
+/// The demo runs with authentication on: with no key configured it makes a
+/// random HS256 secret for this run and mints an operator token for the URL.
+fn demo_auth(args: &mut DemoArgs) -> anyhow::Result<Option<String>> {
+    let a = &mut args.server.auth;
+    if a.auth_disabled {
+        return Ok(None);
+    }
+    if a.jwt_secret.is_none() && a.jwt_public_key.is_none() && a.jwks_url.is_none() {
+        let bytes: [u8; 32] = rand::random();
+        a.jwt_secret = Some(bytes.iter().map(|b| format!("{b:02x}")).collect());
+    }
+    let Some(secret) = a.jwt_secret.clone() else {
+        return Ok(None);
+    };
+    let token = crate::auth::mint(&crate::config::TokenArgs {
+        jwt_secret: secret,
+        role: "operator".into(),
+        ttl: "8h".into(),
+        sources: vec![],
+        subject: "demo".into(),
+        audience: a.jwt_audience.clone(),
+        issuer: a.jwt_issuer.clone(),
+        role_claim: a.role_claim.clone(),
+    })?;
+    Ok(Some(token))
 }

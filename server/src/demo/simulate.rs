@@ -395,7 +395,7 @@ static SOURCES: [SourceProfile; 5] = [
         weight: 5,
         batches: (3, 8),
         batch_size: (30, 50),
-        reject_rate: 0.08,
+        reject_rate: 0.06,
         warning_rate: 0.02,
         fetch_fail_rate: 0.01,
         retry_warning_rate: 0.0,

@@ -4,6 +4,7 @@ use axum::extract::{Query, State};
 use axum::Json;
 use serde::Deserialize;
 
+use crate::auth::Principal;
 use crate::error::AppError;
 use crate::live::snapshot::WindowKpis;
 use crate::live::window::Window;
@@ -20,6 +21,7 @@ pub struct KpiQuery {
 /// source, with the exact `[from, to)` they cover and the seq they include.
 pub async fn kpis(
     State(st): State<AppState>,
+    principal: Principal,
     Query(q): Query<KpiQuery>,
 ) -> Result<Json<WindowKpis>, AppError> {
     let name = q.window.as_deref().unwrap_or("5m");
@@ -32,7 +34,9 @@ pub async fn kpis(
     if !st.status.warm.load(std::sync::atomic::Ordering::Acquire) {
         return Err(AppError::Unavailable("live figures are warming up".into()));
     }
-    Ok(Json(
-        st.live.kpis(window, chrono::Utc::now().timestamp_millis()),
-    ))
+    Ok(Json(st.live.kpis(
+        window,
+        chrono::Utc::now().timestamp_millis(),
+        principal.sources.as_ref(),
+    )))
 }

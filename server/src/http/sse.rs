@@ -7,6 +7,14 @@
 //! the events it missed (outbox catch-up shared with `/ws`, see
 //! [`crate::hub::catchup`]).
 //!
+//! Authentication and scopes are those of `/ws`: the caller's token (header,
+//! or `access_token` in the query for `EventSource`) limits the sources it
+//! sees (events of other sources are dropped or redacted exactly as on
+//! `/ws`, KPIs and alerts are scoped), the stream takes one of the caller's
+//! connection slots, and it ends with `event: error` (`token_expired`) once
+//! the token has expired for `INGESTWATCH_WS_AUTH_GRACE_SECS` (reconnect
+//! with a fresh token and `Last-Event-ID`).
+//!
 //! The response body is a stream polled by hyper only as fast as the client
 //! reads, so the hub's policy applies unchanged: a bounded queue, `try_send`,
 //! and on overflow an `event: resync` followed by a fresh KPI snapshot and the
@@ -28,11 +36,12 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::params::{self, Params};
-use super::ws::PROTOCOL_VERSION;
+use super::ws::{scoped, PROTOCOL_VERSION};
 use crate::auth::Principal;
 use crate::error::AppError;
 use crate::hub::catchup::{self, CatchUp};
-use crate::hub::{EventFilter, Frame, Outgoing, ResyncBudget, Subscriber, Topic};
+use crate::hub::{EventFilter, EventFrame, Outgoing, ResyncBudget, Subscriber, Topic};
+use crate::limits::ConnGuard;
 use crate::state::AppState;
 
 /// Reconnect delay suggested to `EventSource` clients (the SSE `retry:` field).
@@ -43,15 +52,15 @@ const RETRY: Duration = Duration::from_millis(1_000);
 /// `topics`: comma-separated (default `events`); `since`: resume after this
 /// seq; `Last-Event-ID` (sent by a reconnecting `EventSource`) wins over
 /// `since`. Without either, events start after the newest one delivered.
-/// `token` is reserved for the authentication extractor (EventSource cannot
+/// `access_token` is read by the authentication extractor (EventSource cannot
 /// set headers).
 pub async fn stream(
     State(st): State<AppState>,
-    _principal: Principal,
+    principal: Principal,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
-    let params = Params::parse(query.as_deref(), &["topics", "since", "token"])?;
+    let params = Params::parse(query.as_deref(), &["topics", "since", "access_token"])?;
     let mut topics = BTreeSet::new();
     for name in params.list("topics")?.unwrap_or_else(|| vec!["events"]) {
         let topic = Topic::parse(name).ok_or_else(|| {
@@ -78,7 +87,11 @@ pub async fn stream(
     if !st.status.warm.load(std::sync::atomic::Ordering::Acquire) {
         return Err(AppError::Unavailable("live figures are warming up".into()));
     }
-    let session = Session::new(st.clone(), topics, since);
+    let guard = st
+        .limits
+        .acquire(&principal.subject)
+        .map_err(|why| AppError::TooMany(why.to_string()))?;
+    let session = Session::new(st.clone(), topics, since, principal, guard);
     let keep_alive = KeepAlive::new().interval(Duration::from_secs(st.options.ws_ping_secs.max(1)));
     let mut resp = Sse::new(session.into_stream())
         .keep_alive(keep_alive)
@@ -92,6 +105,8 @@ pub async fn stream(
 /// One SSE subscriber: the hub subscription and what has been written.
 struct Session {
     st: AppState,
+    principal: Principal,
+    _slot: ConnGuard,
     sub: Arc<Subscriber>,
     rx: mpsc::Receiver<Outgoing>,
     topics: BTreeSet<Topic>,
@@ -108,7 +123,13 @@ struct Session {
 }
 
 impl Session {
-    fn new(st: AppState, topics: BTreeSet<Topic>, since: Option<i64>) -> Session {
+    fn new(
+        st: AppState,
+        topics: BTreeSet<Topic>,
+        since: Option<i64>,
+        principal: Principal,
+        slot: ConnGuard,
+    ) -> Session {
         let (sub, rx) = st.hub.subscriber(st.options.ws_queue as usize);
         st.metrics.sse_clients.inc();
         let filter = EventFilter::for_topics(&topics);
@@ -123,6 +144,8 @@ impl Session {
         });
         let mut s = Session {
             st,
+            principal,
+            _slot: slot,
             sub,
             rx,
             topics,
@@ -138,6 +161,11 @@ impl Session {
         if !s.catching_up {
             s.subscribe_kpis();
         }
+        if s.topics.contains(&Topic::Alerts) {
+            s.st.alerts
+                .view
+                .subscribe(&s.st.hub, &s.sub, s.principal.sources.clone());
+        }
         s
     }
 
@@ -148,10 +176,30 @@ impl Session {
         })
     }
 
+    /// A snapshot of the KPIs this principal may see, then deltas.
     fn subscribe_kpis(&mut self) {
-        if self.topics.contains(&Topic::Kpis) {
-            self.st.hub.subscribe_kpis(&self.sub);
+        if !self.topics.contains(&Topic::Kpis) {
+            return;
         }
+        self.st.hub.unsubscribe(self.sub.id, Topic::Kpis);
+        let scope = self.principal.sources.clone();
+        let live = self.st.live.clone();
+        let for_initial = scope.clone();
+        self.st.hub.subscribe_kpis(&self.sub, scope, move || {
+            let now = chrono::Utc::now().timestamp_millis();
+            (
+                serde_json::to_value(live.all_kpis(now, for_initial.as_ref())).unwrap_or_default(),
+                live.seq(),
+            )
+        });
+    }
+
+    /// When the stream must end for an expired token (expiry plus grace).
+    fn token_deadline(&self) -> Option<tokio::time::Instant> {
+        let exp = self.principal.expires_at?;
+        let grace = self.st.options.auth.ws_auth_grace_secs as i64;
+        let left = (exp + grace - chrono::Utc::now().timestamp()).max(0);
+        Some(tokio::time::Instant::now() + Duration::from_secs(left as u64))
     }
 
     /// The next SSE event; None ends the response.
@@ -168,12 +216,25 @@ impl Session {
                 continue;
             }
             let shutdown = self.st.shutdown.clone();
+            let expiry = self.token_deadline();
             tokio::select! {
                 item = self.rx.recv() => match item {
                     Some(item) => self.push(item),
                     None => return None,
                 },
                 () = shutdown.cancelled() => return None,
+                () = async {
+                    match expiry {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let err = json!({"type": "error", "code": "token_expired",
+                        "message": "the token expired; reconnect with a fresh one (Last-Event-ID resumes)"});
+                    self.out.push_back(frame_event("error", &err.to_string()));
+                    self.ending = true;
+                    continue;
+                }
             }
             if self.sub.overflowed() && self.rx.is_empty() {
                 self.resync();
@@ -224,17 +285,35 @@ impl Session {
                     self.out.push_back(frame_event(kind, &text));
                 }
             }
+            Outgoing::Alerts(text) => {
+                if self.topics.contains(&Topic::Alerts) {
+                    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                    let kind = v["type"].as_str().unwrap_or("alert").to_string();
+                    self.out.push_back(frame_event(&kind, &text));
+                }
+            }
             Outgoing::Events(batch) => self.push_frames(&batch),
         }
     }
 
-    fn push_frames(&mut self, frames: &[Frame]) {
+    fn push_frames(&mut self, frames: &[EventFrame]) {
         let Some(filter) = self.filter else { return };
+        let visible = self
+            .principal
+            .sources
+            .as_ref()
+            .map(|s| self.st.live.source_ids(s));
         for f in frames {
-            if f.seq > self.last_seq && filter.passes(f) {
+            if f.seq <= self.last_seq {
+                continue;
+            }
+            self.last_seq = f.seq;
+            if !filter.passes(f) {
+                continue;
+            }
+            if let Some(text) = scoped(f, visible.as_ref()) {
                 self.out
-                    .push_back(frame_event("event", &f.text).id(f.seq.to_string()));
-                self.last_seq = f.seq;
+                    .push_back(frame_event("event", &text).id(f.seq.to_string()));
             }
         }
     }
@@ -259,6 +338,13 @@ impl Session {
             self.catching_up = true; // kpis resubscribe once caught up
         } else {
             self.subscribe_kpis();
+        }
+        if self.topics.contains(&Topic::Alerts) {
+            self.st.hub.unsubscribe(self.sub.id, Topic::Alerts);
+            self.st
+                .alerts
+                .view
+                .subscribe(&self.st.hub, &self.sub, self.principal.sources.clone());
         }
     }
 }

@@ -14,14 +14,17 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use futures_util::SinkExt;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use crate::auth::{self, Principal, Refusal};
 use crate::error::AppError;
 use crate::hub::catchup::{self, CatchUp};
-use crate::hub::{EventFilter, Outgoing, ResyncBudget, Subscriber, Topic};
+use crate::hub::{EventFilter, EventFrame, Outgoing, ResyncBudget, Subscriber, Topic};
+use crate::limits::Bucket;
 use crate::state::AppState;
 
 /// Protocol version announced in `hello`.
@@ -33,21 +36,55 @@ pub const CLOSE_SLOW: u16 = 4008;
 /// Close code: no frame (not even a pong) from the client within the idle timeout.
 pub const CLOSE_IDLE: u16 = 4002;
 
-/// `GET /ws` — upgrade, once the live aggregates are warm: before that the
-/// hub's event log has no start yet, so a resume from `since` could not be
-/// served exactly (503, like `/api/kpis`; clients retry).
-pub async fn upgrade(State(st): State<AppState>, ws: WebSocketUpgrade) -> Response {
+/// Close code: the token expired and was not refreshed in time, or is invalid.
+pub const CLOSE_UNAUTHORIZED: u16 = 4401;
+/// Close code: a refreshed token lacks the role.
+pub const CLOSE_FORBIDDEN: u16 = 4403;
+/// Close code: the client kept flooding past the rate limit.
+pub const CLOSE_FLOOD: u16 = 4029;
+
+/// `GET /ws` — authenticates (before the upgrade), takes a connection slot, upgrades.
+pub async fn upgrade(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    ws: WebSocketUpgrade,
+) -> Result<Response, AppError> {
+    let (principal, via_protocol) = if st.auth.disabled() {
+        (Principal::unrestricted(), false)
+    } else {
+        let token = auth::token_from(&headers, uri.query())
+            .ok_or_else(|| AppError::Unauthorized("a bearer token is required".into()))?;
+        let via_protocol = headers.get(axum::http::header::AUTHORIZATION).is_none()
+            && headers
+                .get(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.to_ascii_lowercase().starts_with(auth::WS_PROTOCOL));
+        (st.auth.verify(&token).await?, via_protocol)
+    };
+    // Before the warm-up the hub does not know where the stream starts: a
+    // resume would be answered from the wrong place. Clients retry.
     if !st.status.warm.load(std::sync::atomic::Ordering::Acquire) {
-        return AppError::Unavailable("the server is warming up; retry shortly".into())
-            .into_response();
+        return Err(AppError::Unavailable("warming up; retry shortly".into()));
     }
-    ws.max_message_size(HARD_FRAME_LIMIT)
+    let guard = st
+        .limits
+        .acquire(&principal.subject)
+        .map_err(|why| AppError::TooMany(why.to_string()))?;
+    let ws = if via_protocol {
+        ws.protocols([auth::WS_PROTOCOL])
+    } else {
+        ws
+    };
+    Ok(ws
+        .max_message_size(HARD_FRAME_LIMIT)
         .max_frame_size(HARD_FRAME_LIMIT)
         .on_upgrade(move |socket| async move {
             st.metrics.ws_clients.inc();
-            Connection::new(st.clone(), socket).run().await;
+            Connection::new(st.clone(), socket, principal).run().await;
             st.metrics.ws_clients.dec();
-        })
+            drop(guard);
+        }))
 }
 
 /// Why the loop ended.
@@ -66,6 +103,12 @@ struct Connection {
     last_seq: i64,
     resyncs: ResyncBudget,
     write_timeout: Duration,
+    principal: Principal,
+    /// When the current token expires (wall clock, epoch seconds).
+    expires_at: Option<i64>,
+    bucket: Bucket,
+    /// Frames refused by the rate limit in the current 10-second period.
+    flooded: u32,
 }
 
 fn error_frame(code: &str, message: &str) -> Value {
@@ -73,10 +116,15 @@ fn error_frame(code: &str, message: &str) -> Value {
 }
 
 impl Connection {
-    fn new(st: AppState, socket: WebSocket) -> Self {
+    fn new(st: AppState, socket: WebSocket, principal: Principal) -> Self {
         let (sub, rx) = st.hub.subscriber(st.options.ws_queue as usize);
         let write_timeout = Duration::from_secs(st.options.ws_write_timeout_secs.max(1));
+        let rate = st.options.auth.ws_messages_per_sec;
         Connection {
+            expires_at: principal.expires_at,
+            principal,
+            bucket: Bucket::new(rate, rate.saturating_mul(2)),
+            flooded: 0,
             st,
             socket,
             sub,
@@ -101,6 +149,18 @@ impl Connection {
                 self.socket.send(Message::Close(Some(frame))),
             )
             .await;
+            // Closing handshake: read (and drop) what the client still sends
+            // until its Close, for at most a second. Dropping a socket with
+            // unread input makes the kernel send a reset, which can overtake
+            // our Close frame (a flooding client then saw no 4029).
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                while let Some(Ok(m)) = self.socket.recv().await {
+                    if matches!(m, Message::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
         }
     }
 
@@ -121,6 +181,9 @@ impl Connection {
         ping.tick().await;
         let idle = Duration::from_secs(opts.ws_idle_timeout_secs.max(2));
         let mut last_heard = Instant::now();
+        let mut second = tokio::time::interval(Duration::from_secs(1));
+        second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut expiry_warned = false;
         let shutdown = self.st.shutdown.clone();
         loop {
             tokio::select! {
@@ -163,6 +226,26 @@ impl Connection {
                         return End::Gone;
                     }
                 }
+                _ = second.tick() => {
+                    self.flooded = self.flooded.saturating_sub(self.flooded / 10 + 1);
+                    if let Some(exp) = self.expires_at {
+                        let now = chrono::Utc::now().timestamp();
+                        let grace = opts.auth.ws_auth_grace_secs as i64;
+                        if now >= exp + grace {
+                            return End::Close(CLOSE_UNAUTHORIZED, "token expired");
+                        }
+                        if now >= exp && !expiry_warned {
+                            expiry_warned = true;
+                            let msg = format!("token expired; send {{\"op\":\"auth\",\"token\":…}} within {grace} s");
+                            if self.send_json(&error_frame("token_expired", &msg)).await.is_err() {
+                                return End::Gone;
+                            }
+                        }
+                        if now < exp {
+                            expiry_warned = false;
+                        }
+                    }
+                }
                 () = shutdown.cancelled() => return End::Close(1001, "server shutting down"),
             }
         }
@@ -187,24 +270,36 @@ impl Connection {
                     self.write(Message::Text(frame)).await?;
                 }
             }
+            Outgoing::Alerts(frame) => {
+                if self.topics.contains(&Topic::Alerts) {
+                    self.write(Message::Text(frame)).await?;
+                }
+            }
             Outgoing::Events(batch) => {
                 let Some(filter) = EventFilter::for_topics(&self.topics) else {
                     return Ok(());
                 };
-                let fresh: Vec<_> = batch
-                    .iter()
-                    .filter(|f| f.seq > self.last_seq && filter.passes(f))
-                    .collect();
-                if fresh.is_empty() {
-                    return Ok(());
+                let visible = self
+                    .principal
+                    .sources
+                    .as_ref()
+                    .map(|s| self.st.live.source_ids(s));
+                let mut out: Vec<(i64, Utf8Bytes)> = Vec::new();
+                let mut last = self.last_seq;
+                for f in batch.iter().filter(|f| f.seq > self.last_seq) {
+                    last = f.seq;
+                    if !filter.passes(f) {
+                        continue;
+                    }
+                    if let Some(text) = scoped(f, visible.as_ref()) {
+                        out.push((f.seq, text));
+                    }
                 }
                 let deadline = self.write_timeout;
                 let sock = &mut self.socket;
-                let mut last = self.last_seq;
                 let res = tokio::time::timeout(deadline, async {
-                    for f in fresh {
-                        sock.feed(Message::Text(f.text.clone())).await?;
-                        last = f.seq;
+                    for (_, frame) in out {
+                        sock.feed(Message::Text(frame)).await?;
                     }
                     sock.flush().await
                 })
@@ -220,6 +315,15 @@ impl Connection {
 
     /// Handles one client frame; errors answer with an error frame and change nothing.
     async fn on_text(&mut self, text: &str) -> Result<(), End> {
+        if !self.bucket.take(Instant::now()) {
+            self.flooded += 1;
+            if self.flooded > 10 * self.st.options.auth.ws_messages_per_sec.max(1) {
+                return Err(End::Close(CLOSE_FLOOD, "too many messages"));
+            }
+            return self
+                .refuse("rate_limited", "too many frames; slow down")
+                .await;
+        }
         if text.len() > self.st.options.ws_max_frame {
             let msg = format!(
                 "frame of {} bytes exceeds the limit of {}",
@@ -246,6 +350,34 @@ impl Connection {
                 let pong = json!({"type": "pong", "id": v.get("id").cloned().unwrap_or(Value::Null), "seq": self.st.live.seq()});
                 self.send_json(&pong).await.map_err(|()| End::Gone)
             }
+            "auth" => {
+                let Some(token) = v.get("token").and_then(Value::as_str) else {
+                    return self
+                        .refuse("invalid_frame", "`auth` needs a string field `token`")
+                        .await;
+                };
+                match self.st.auth.verify(token).await {
+                    Ok(p) => {
+                        let rescope = p.sources != self.principal.sources;
+                        self.expires_at = p.expires_at;
+                        self.principal = p;
+                        if rescope && self.topics.contains(&Topic::Kpis) {
+                            self.subscribe_kpis();
+                        }
+                        if rescope && self.topics.contains(&Topic::Alerts) {
+                            self.subscribe_alerts();
+                        }
+                        let frame = json!({"type": "authenticated", "role": self.principal.role,
+                                           "expires_at": self.expires_at, "sources": self.principal.sources});
+                        self.send_json(&frame).await.map_err(|()| End::Gone)
+                    }
+                    Err(Refusal::Unauthorized(m)) => self.refuse("invalid_token", &m).await,
+                    Err(Refusal::Forbidden(m)) => {
+                        let _ = self.send_json(&error_frame("forbidden", &m)).await;
+                        Err(End::Close(CLOSE_FORBIDDEN, "token lacks the role"))
+                    }
+                }
+            }
             "subscribe" | "unsubscribe" => {
                 let topics = match parse_topics(&v) {
                     Ok(t) => t,
@@ -271,7 +403,8 @@ impl Connection {
                 }
             }
             other => {
-                let msg = format!("unknown op {other:?}; use subscribe, unsubscribe or ping");
+                let shown: String = other.chars().take(64).collect();
+                let msg = format!("unknown op {shown:?}; use subscribe, unsubscribe, ping or auth");
                 self.refuse("unknown_op", &msg).await
             }
         }
@@ -298,14 +431,20 @@ impl Connection {
             self.topics.insert(*t);
         }
         self.ack("subscribed", topics).await?;
-        if topics.contains(&Topic::Kpis) {
-            self.st.hub.subscribe_kpis(&self.sub);
+        for t in topics {
+            match t {
+                Topic::Kpis => self.subscribe_kpis(),
+                Topic::Alerts => self.subscribe_alerts(),
+                Topic::Events | Topic::Errors => {}
+            }
         }
-        if topics.iter().any(|t| *t != Topic::Kpis) {
+        if topics
+            .iter()
+            .any(|t| matches!(t, Topic::Events | Topic::Errors))
+        {
             // `events` and `errors` share one position on the event feed.
             self.st.hub.unsubscribe(self.sub.id, Topic::Events);
-            let from = since.unwrap_or_else(|| self.st.hub.last_seq());
-            self.last_seq = from;
+            self.last_seq = since.unwrap_or_else(|| self.st.hub.last_seq());
             self.resume_events().await?;
         }
         Ok(())
@@ -315,7 +454,7 @@ impl Connection {
         let before = EventFilter::for_topics(&self.topics);
         for t in topics {
             self.topics.remove(t);
-            if *t == Topic::Kpis {
+            if matches!(t, Topic::Kpis | Topic::Alerts) {
                 self.st.hub.unsubscribe(self.sub.id, *t);
             }
         }
@@ -328,6 +467,29 @@ impl Connection {
             }
         }
         self.ack("unsubscribed", topics).await
+    }
+
+    fn subscribe_kpis(&mut self) {
+        self.st.hub.unsubscribe(self.sub.id, Topic::Kpis);
+        let scope = self.principal.sources.clone();
+        let live = self.st.live.clone();
+        let for_initial = scope.clone();
+        self.st.hub.subscribe_kpis(&self.sub, scope, move || {
+            let now = chrono::Utc::now().timestamp_millis();
+            (
+                serde_json::to_value(live.all_kpis(now, for_initial.as_ref())).unwrap_or_default(),
+                live.seq(),
+            )
+        });
+    }
+
+    /// A snapshot of the active alerts this principal may see, then transitions.
+    fn subscribe_alerts(&mut self) {
+        self.st.hub.unsubscribe(self.sub.id, Topic::Alerts);
+        self.st
+            .alerts
+            .view
+            .subscribe(&self.st.hub, &self.sub, self.principal.sources.clone());
     }
 
     /// Writes the events after `last_seq` that the event topics select
@@ -387,8 +549,12 @@ impl Connection {
         let names: Vec<&str> = topics.iter().map(|t| t.name()).collect();
         let frame = json!({"type": "resync", "reason": "slow_consumer", "topics": names, "since": self.last_seq});
         self.send_json(&frame).await.map_err(|()| End::Gone)?;
-        if topics.contains(&Topic::Kpis) {
-            self.st.hub.subscribe_kpis(&self.sub);
+        for t in topics {
+            match t {
+                Topic::Kpis => self.subscribe_kpis(),
+                Topic::Alerts => self.subscribe_alerts(),
+                Topic::Events | Topic::Errors => {}
+            }
         }
         self.resume_events().await
     }
@@ -421,4 +587,37 @@ fn parse_topics(v: &Value) -> Result<Vec<Topic>, (&'static str, String)> {
         }
     }
     Ok(out)
+}
+
+/// The frame as this client may see it: unchanged when every source it
+/// touches is visible (or the client is unscoped), `None` when none is, and a
+/// redacted copy (other sources' names, ids and contributions removed) when
+/// the statement touched both.
+pub(crate) fn scoped(
+    f: &EventFrame,
+    visible: Option<&std::collections::BTreeSet<i64>>,
+) -> Option<Utf8Bytes> {
+    let Some(visible) = visible else {
+        return Some(f.text.clone());
+    };
+    let seen = f.sources.iter().filter(|s| visible.contains(s)).count();
+    if seen == f.sources.len() && seen > 0 {
+        return Some(f.text.clone());
+    }
+    if seen == 0 {
+        return None;
+    }
+    let mut v: Value = serde_json::from_str(f.text.as_str()).ok()?;
+    if let Some(kpi) = v.get_mut("kpi").and_then(Value::as_array_mut) {
+        kpi.retain(|t| {
+            t.get(0)
+                .and_then(Value::as_i64)
+                .is_some_and(|id| visible.contains(&id))
+        });
+    }
+    v["ids"] = json!([]);
+    v["source"] = Value::Null;
+    v["sources"] = json!([]);
+    v["redacted"] = Value::Bool(true);
+    Some(Utf8Bytes::from(v.to_string()))
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use deadpool_postgres::Pool;
 
-use super::{EventFilter, Frame, Hub, Resume, Subscriber};
+use super::{EventFilter, EventFrame, Hub, Resume, Subscriber};
 use crate::listen::event::{Event, COLUMNS};
 use crate::live::Live;
 
@@ -30,7 +30,7 @@ pub enum CatchUp {
     /// position is `covered`. Call [`step`] again.
     Batch {
         /// Event frames in seq order (those passing the filter).
-        frames: Arc<[Frame]>,
+        frames: Arc<[EventFrame]>,
         /// Every event up to this seq is in `frames` or filtered out.
         covered: i64,
     },
@@ -51,7 +51,7 @@ pub async fn step(
     };
     let (events, read_upto) = read_outbox(pool, since, upto, filter).await?;
     let names = live.source_names();
-    let frames: Arc<[Frame]> = events.iter().map(|e| Frame::of(e, &names)).collect();
+    let frames: Arc<[EventFrame]> = events.iter().map(|e| EventFrame::new(e, &names)).collect();
     Ok(CatchUp::Batch {
         frames,
         covered: read_upto,

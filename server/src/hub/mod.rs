@@ -8,6 +8,9 @@
 //!   filtered batch is built once per publish, so an errors-only subscriber's
 //!   queue holds only what it will write.
 //! - `kpis`: a snapshot on subscribe, then one merge-patch delta per tick.
+//! - `alerts`: a snapshot of the active alerts on subscribe, then one frame
+//!   per transition (see `crate::alerts::view`, which publishes and
+//!   subscribes under its own lock so snapshot and frames never overlap).
 //!
 //! Frames are serialized once and shared (`Utf8Bytes` clones are cheap).
 //! Fan-out never waits: each subscriber has a bounded queue and `try_send`;
@@ -20,7 +23,7 @@
 pub mod catchup;
 pub mod mergepatch;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -42,15 +45,19 @@ pub enum Topic {
     Events,
     /// The `errors.*` events only (a filtered view of `events`, same seqs).
     Errors,
+    /// Active alerts snapshot, then alert transitions.
+    Alerts,
 }
 
 impl Topic {
-    /// Every topic, in the order they are listed to clients.
-    pub const ALL: [Topic; 3] = [Topic::Kpis, Topic::Events, Topic::Errors];
-
     /// Parses a topic name.
     pub fn parse(s: &str) -> Option<Topic> {
         Topic::ALL.into_iter().find(|t| t.name() == s)
+    }
+
+    /// The topic names, comma-separated (for error messages).
+    pub fn available() -> String {
+        Topic::ALL.map(Topic::name).join(", ")
     }
 
     /// Its name.
@@ -59,13 +66,12 @@ impl Topic {
             Topic::Kpis => "kpis",
             Topic::Events => "events",
             Topic::Errors => "errors",
+            Topic::Alerts => "alerts",
         }
     }
 
-    /// The topic names, comma-separated (for error messages).
-    pub fn available() -> String {
-        Topic::ALL.map(Topic::name).join(", ")
-    }
+    /// Every topic, in the order `hello` lists them.
+    pub const ALL: [Topic; 4] = [Topic::Kpis, Topic::Events, Topic::Errors, Topic::Alerts];
 }
 
 /// Which events an event-feed subscriber receives.
@@ -85,48 +91,21 @@ impl EventFilter {
             match t {
                 Topic::Events => return Some(EventFilter::All),
                 Topic::Errors => out = Some(EventFilter::Errors),
-                Topic::Kpis => {}
+                Topic::Kpis | Topic::Alerts => {}
             }
         }
         out
     }
 
     /// Does `frame` pass?
-    pub fn passes(self, frame: &Frame) -> bool {
+    pub fn passes(self, frame: &EventFrame) -> bool {
         self == EventFilter::All || frame.errors
-    }
-
-    /// Does an event of `kind` pass?
-    pub fn passes_kind(self, kind: &str) -> bool {
-        self == EventFilter::All || is_errors_kind(kind)
     }
 }
 
 /// True for events of `ingest.errors` (the `errors` topic).
 pub fn is_errors_kind(kind: &str) -> bool {
     kind.starts_with("errors.")
-}
-
-/// One serialized event frame, shared by every subscriber (cheap to clone).
-#[derive(Debug, Clone)]
-pub struct Frame {
-    /// The event's seq.
-    pub seq: i64,
-    /// True for `errors.*` events.
-    pub errors: bool,
-    /// The `event` frame JSON.
-    pub text: Utf8Bytes,
-}
-
-impl Frame {
-    /// Serializes `e` with the source names in `names`.
-    pub fn of(e: &Event, names: &HashMap<i64, String>) -> Frame {
-        Frame {
-            seq: e.seq,
-            errors: is_errors_kind(&e.kind),
-            text: Utf8Bytes::from(e.frame(names)),
-        }
-    }
 }
 
 /// The `type` of a KPI frame from the hub (`snapshot` or `delta`), without
@@ -159,13 +138,52 @@ impl ResyncBudget {
     }
 }
 
+/// Which sources a subscriber may see (`None` = all).
+pub type Scope = Option<BTreeSet<String>>;
+
+/// One serialized event, with the ids of the sources it touches (for scoping).
+#[derive(Debug, Clone)]
+pub struct EventFrame {
+    /// Outbox seq.
+    pub seq: i64,
+    /// The `event` frame, JSON text.
+    pub text: Utf8Bytes,
+    /// Ids of every source the event touches.
+    pub sources: Arc<[i64]>,
+    /// True for `errors.*` events (the `errors` topic).
+    pub errors: bool,
+}
+
+impl EventFrame {
+    /// Serializes an event once.
+    pub fn new(e: &Event, names: &HashMap<i64, String>) -> Self {
+        EventFrame {
+            seq: e.seq,
+            text: Utf8Bytes::from(e.frame(names)),
+            sources: e.source_ids().into(),
+            errors: is_errors_kind(&e.kind),
+        }
+    }
+}
+
 /// An item in a subscriber's queue.
 #[derive(Debug, Clone)]
 pub enum Outgoing {
     /// A KPI snapshot or delta frame.
     Kpis(Utf8Bytes),
-    /// A batch of event frames in seq order, shared by every subscriber.
-    Events(Arc<[Frame]>),
+    /// A batch of event frames, shared by every subscriber.
+    Events(Arc<[EventFrame]>),
+    /// An alerts snapshot or transition frame.
+    Alerts(Utf8Bytes),
+}
+
+/// One serialized alert frame and the sources it covers (for scoping).
+#[derive(Debug, Clone)]
+pub struct AlertFrame {
+    /// The frame, JSON text.
+    pub text: Utf8Bytes,
+    /// Sources the alert covers (empty: all sources, or a system alert).
+    pub sources: Arc<[String]>,
 }
 
 /// One subscriber's side of the hub.
@@ -191,7 +209,7 @@ impl Subscriber {
 
 #[derive(Debug, Default)]
 struct EventLog {
-    ring: VecDeque<Frame>,
+    ring: VecDeque<EventFrame>,
     /// Highest seq evicted from the ring (everything above it is in the ring).
     evicted_upto: i64,
     /// Highest seq published.
@@ -223,8 +241,9 @@ pub struct Hub {
     ring_cap: usize,
     events: Mutex<EventLog>,
     event_subs: DashMap<u64, (Arc<Subscriber>, EventFilter)>,
-    kpis: Mutex<KpiFeed>,
-    kpi_subs: DashMap<u64, Arc<Subscriber>>,
+    kpis: Mutex<HashMap<Scope, KpiFeed>>,
+    kpi_subs: DashMap<u64, (Arc<Subscriber>, Scope)>,
+    alert_subs: DashMap<u64, (Arc<Subscriber>, Scope)>,
     metrics: Arc<Metrics>,
 }
 
@@ -241,8 +260,9 @@ impl Hub {
             ring_cap: ring_cap.max(16),
             events: Mutex::new(EventLog::default()),
             event_subs: DashMap::new(),
-            kpis: Mutex::new(KpiFeed::default()),
+            kpis: Mutex::new(HashMap::new()),
             kpi_subs: DashMap::new(),
+            alert_subs: DashMap::new(),
             metrics,
         }
     }
@@ -283,6 +303,7 @@ impl Hub {
                 sub.overflowed.store(true, Ordering::Release);
                 self.event_subs.remove(&sub.id);
                 self.kpi_subs.remove(&sub.id);
+                self.alert_subs.remove(&sub.id);
                 self.metrics.ws_resynced.inc();
                 false
             }
@@ -298,7 +319,7 @@ impl Hub {
         if events.is_empty() {
             return;
         }
-        let frames: Arc<[Frame]> = events.iter().map(|e| Frame::of(e, names)).collect();
+        let frames: Arc<[EventFrame]> = events.iter().map(|e| EventFrame::new(e, names)).collect();
         let mut log = lock(&self.events);
         for f in frames.iter() {
             log.ring.push_back(f.clone());
@@ -311,7 +332,7 @@ impl Hub {
         }
         let subs: Vec<(Arc<Subscriber>, EventFilter)> =
             self.event_subs.iter().map(|s| s.value().clone()).collect();
-        let mut errors_only: Option<Arc<[Frame]>> = None;
+        let mut errors_only: Option<Arc<[EventFrame]>> = None;
         for (sub, filter) in subs {
             let batch = match filter {
                 EventFilter::All => frames.clone(),
@@ -336,7 +357,7 @@ impl Hub {
                 upto: log.evicted_upto,
             };
         }
-        let backlog: Arc<[Frame]> = log
+        let backlog: Arc<[EventFrame]> = log
             .ring
             .iter()
             .filter(|f| f.seq > since && filter.passes(f))
@@ -349,9 +370,20 @@ impl Hub {
         Resume::Registered
     }
 
-    /// Publishes the KPI payload of this tick as a delta to `kpis` subscribers.
-    pub fn publish_kpis(&self, data: Value, seq: i64) {
-        let mut feed = lock(&self.kpis);
+    /// The scopes KPI payloads must be computed for this tick (all sources,
+    /// plus each distinct scope of a subscriber); forgets unused scopes.
+    pub fn kpi_scopes(&self) -> Vec<Scope> {
+        let mut scopes: HashSet<Scope> =
+            self.kpi_subs.iter().map(|s| s.value().1.clone()).collect();
+        scopes.insert(None);
+        lock(&self.kpis).retain(|k, _| scopes.contains(k));
+        scopes.into_iter().collect()
+    }
+
+    /// Publishes this tick's KPI payload for `scope` as a delta to its subscribers.
+    pub fn publish_kpis(&self, scope: &Scope, data: Value, seq: i64) {
+        let mut feeds = lock(&self.kpis);
+        let feed = feeds.entry(scope.clone()).or_default();
         let Some(patch) = mergepatch::diff(&feed.data, &data) else {
             return;
         };
@@ -360,22 +392,79 @@ impl Hub {
         let frame = Utf8Bytes::from(
             json!({"type": "delta", "topic": "kpis", "seq": seq, "data": patch}).to_string(),
         );
-        let subs: Vec<Arc<Subscriber>> = self.kpi_subs.iter().map(|s| s.value().clone()).collect();
+        let subs: Vec<Arc<Subscriber>> = self
+            .kpi_subs
+            .iter()
+            .filter(|s| &s.value().1 == scope)
+            .map(|s| s.value().0.clone())
+            .collect();
         for sub in subs {
             self.send(&sub, Outgoing::Kpis(frame.clone()));
         }
     }
 
-    /// Registers `sub` on `kpis`, queueing the current snapshot first.
-    pub fn subscribe_kpis(&self, sub: &Arc<Subscriber>) {
-        let feed = lock(&self.kpis);
+    /// Registers `sub` on `kpis` for `scope`, queueing the current snapshot
+    /// first (`initial` computes it when the scope has no feed yet).
+    pub fn subscribe_kpis(
+        &self,
+        sub: &Arc<Subscriber>,
+        scope: Scope,
+        initial: impl FnOnce() -> (Value, i64),
+    ) {
+        let mut feeds = lock(&self.kpis);
+        let feed = feeds.entry(scope.clone()).or_insert_with(|| {
+            let (data, seq) = initial();
+            KpiFeed { data, seq }
+        });
         let frame = Utf8Bytes::from(
             json!({"type": "snapshot", "topic": "kpis", "seq": feed.seq, "data": feed.data})
                 .to_string(),
         );
         if self.send(sub, Outgoing::Kpis(frame)) {
-            self.kpi_subs.insert(sub.id, sub.clone());
+            self.kpi_subs.insert(sub.id, (sub.clone(), scope));
         }
+    }
+
+    /// Publishes one alert frame to the `alerts` subscribers whose scope
+    /// covers every source it is about (alerts over all sources and system
+    /// alerts go to unscoped subscribers only). The caller serializes
+    /// publishing and [`Hub::subscribe_alerts`] (the alerts view's lock).
+    pub fn publish_alert(&self, frame: &AlertFrame) {
+        let subs: Vec<Arc<Subscriber>> = self
+            .alert_subs
+            .iter()
+            .filter(|s| crate::alerts::store::visible(&frame.sources, s.value().1.as_ref()))
+            .map(|s| s.value().0.clone())
+            .collect();
+        for sub in subs {
+            self.send(&sub, Outgoing::Alerts(frame.text.clone()));
+        }
+    }
+
+    /// Registers `sub` on `alerts` for `scope` after queueing `snapshot`
+    /// (`None`: the snapshot follows later, see [`Hub::alert_subscribers`]).
+    pub fn subscribe_alerts(
+        &self,
+        sub: &Arc<Subscriber>,
+        scope: Scope,
+        snapshot: Option<Utf8Bytes>,
+    ) {
+        if snapshot.is_none_or(|s| self.send(sub, Outgoing::Alerts(s))) {
+            self.alert_subs.insert(sub.id, (sub.clone(), scope));
+        }
+    }
+
+    /// The `alerts` subscribers and their scopes.
+    pub fn alert_subscribers(&self) -> Vec<(Arc<Subscriber>, Scope)> {
+        self.alert_subs
+            .iter()
+            .map(|s| (s.value().0.clone(), s.value().1.clone()))
+            .collect()
+    }
+
+    /// Queues one alerts frame for one subscriber.
+    pub fn send_alert(&self, sub: &Arc<Subscriber>, frame: Utf8Bytes) {
+        self.send(sub, Outgoing::Alerts(frame));
     }
 
     /// Removes `id` from one topic (`events` and `errors` share the event
@@ -389,6 +478,9 @@ impl Hub {
             Topic::Events | Topic::Errors => {
                 self.event_subs.remove(&id);
             }
+            Topic::Alerts => {
+                self.alert_subs.remove(&id);
+            }
         }
     }
 
@@ -396,6 +488,7 @@ impl Hub {
     pub fn remove(&self, id: u64) {
         self.event_subs.remove(&id);
         self.kpi_subs.remove(&id);
+        self.alert_subs.remove(&id);
     }
 
     /// Subscribers per feed (kpis, events including errors-only).
@@ -427,7 +520,7 @@ mod tests {
     fn seqs(item: Outgoing) -> Vec<i64> {
         match item {
             Outgoing::Events(b) => b.iter().map(|f| f.seq).collect(),
-            Outgoing::Kpis(_) => vec![],
+            Outgoing::Kpis(_) | Outgoing::Alerts(_) => vec![],
         }
     }
 
@@ -476,6 +569,32 @@ mod tests {
     }
 
     #[test]
+    fn alert_frames_go_to_subscribers_whose_scope_covers_them() {
+        let hub = Hub::new(16, Arc::default());
+        let (all, mut all_rx) = hub.subscriber(8);
+        let (crm, mut crm_rx) = hub.subscriber(8);
+        hub.subscribe_alerts(&all, None, Some(Utf8Bytes::from_static("s")));
+        let scope: Scope = Some(BTreeSet::from(["crm".to_string()]));
+        hub.subscribe_alerts(&crm, scope, Some(Utf8Bytes::from_static("s")));
+        for sources in [vec!["crm"], vec!["erp"], vec!["crm", "erp"], vec![]] {
+            hub.publish_alert(&AlertFrame {
+                text: Utf8Bytes::from(sources.join(",")),
+                sources: sources.iter().map(|s| s.to_string()).collect(),
+            });
+        }
+        let texts = |rx: &mut mpsc::Receiver<Outgoing>| -> Vec<String> {
+            std::iter::from_fn(|| rx.try_recv().ok())
+                .map(|o| match o {
+                    Outgoing::Alerts(t) => t.as_str().to_string(),
+                    _ => String::new(),
+                })
+                .collect()
+        };
+        assert_eq!(texts(&mut all_rx), ["s", "crm", "erp", "crm,erp", ""]);
+        assert_eq!(texts(&mut crm_rx), ["s", "crm"]);
+    }
+
+    #[test]
     fn errors_subscribers_get_only_errors_events_with_the_same_seqs() {
         let hub = Hub::new(16, Arc::default());
         hub.start_at(0);
@@ -497,8 +616,13 @@ mod tests {
             EventFilter::for_topics(&[Topic::Errors, Topic::Events]),
             Some(EventFilter::All)
         );
-        assert_eq!(EventFilter::for_topics(&[Topic::Kpis]), None);
+        assert_eq!(EventFilter::for_topics(&[Topic::Kpis, Topic::Alerts]), None);
         assert_eq!(Topic::parse("errors"), Some(Topic::Errors));
+        assert_eq!(
+            kpi_frame_type(r#"{"data":{},"type":"snapshot"}"#),
+            "snapshot"
+        );
+        assert_eq!(kpi_frame_type(r#"{"type":"delta","data":{}}"#), "delta");
     }
 
     #[test]
@@ -515,22 +639,31 @@ mod tests {
     #[test]
     fn kpi_subscribers_get_snapshot_then_deltas() {
         let hub = Hub::new(16, Arc::default());
-        hub.publish_kpis(json!({"a": 1}), 1);
+        hub.publish_kpis(&None, json!({"a": 1}), 1);
         let (sub, mut rx) = hub.subscriber(8);
-        hub.subscribe_kpis(&sub);
-        hub.publish_kpis(json!({"a": 2}), 2);
-        hub.publish_kpis(json!({"a": 2}), 3); // unchanged: no frame
+        hub.subscribe_kpis(&sub, None, || (Value::Null, 0));
+        let (scoped, mut scoped_rx) = hub.subscriber(8);
+        let scope: Scope = Some(BTreeSet::from(["crm".to_string()]));
+        hub.subscribe_kpis(&scoped, scope.clone(), || (json!({"b": 1}), 1));
+        assert_eq!(hub.kpi_scopes().len(), 2);
+        hub.publish_kpis(&None, json!({"a": 2}), 2);
+        hub.publish_kpis(&None, json!({"a": 2}), 3); // unchanged: no frame
+        hub.publish_kpis(&scope, json!({"b": 5}), 3);
+        let scoped_frames: Vec<Outgoing> =
+            std::iter::from_fn(|| scoped_rx.try_recv().ok()).collect();
+        assert_eq!(
+            scoped_frames.len(),
+            2,
+            "scoped snapshot + its own delta only"
+        );
         let frames: Vec<Value> = std::iter::from_fn(|| rx.try_recv().ok())
             .map(|o| match o {
                 Outgoing::Kpis(f) => serde_json::from_str(f.as_str()).unwrap_or_default(),
-                Outgoing::Events(_) => Value::Null,
+                Outgoing::Events(_) | Outgoing::Alerts(_) => Value::Null,
             })
             .collect();
         assert_eq!(frames.len(), 2);
         assert_eq!(frames[0]["type"], "snapshot");
-        let texts: Vec<String> = frames.iter().map(Value::to_string).collect();
-        assert_eq!(kpi_frame_type(&texts[0]), "snapshot");
-        assert_eq!(kpi_frame_type(&texts[1]), "delta");
         assert_eq!(frames[0]["data"], json!({"a": 1}));
         assert_eq!(frames[1]["type"], "delta");
         assert_eq!(frames[1]["data"], json!({"a": 2}));

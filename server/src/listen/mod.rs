@@ -74,6 +74,14 @@ const READ_SQL: &str = "select s.xmin, e.* from
         (select COLS from monitor.events where seq = any($3))
     ) e on true";
 
+/// 32-bit xids of the transactions holding a lock on `monitor.events` in this
+/// database (prepared transactions included: they share `virtualtransaction`).
+pub const LOCK_HOLDERS_SQL: &str = "select distinct t.transactionid::text::bigint
+    from pg_locks r join pg_locks t on t.virtualtransaction = r.virtualtransaction
+   where r.locktype = 'relation' and r.relation = 'monitor.events'::regclass
+     and r.database = (select oid from pg_database where datname = current_database())
+     and t.locktype = 'transactionid'";
+
 impl Listener {
     /// Runs until `shutdown`; reconnects forever.
     pub async fn run(self, shutdown: CancellationToken) {
@@ -84,7 +92,12 @@ impl Listener {
                 r = self.session(&mut seq, &shutdown) => r,
                 () = shutdown.cancelled() => return,
             };
-            self.status.connected.store(false, Ordering::Release);
+            // A session that got connected starts the backoff afresh: a killed
+            // backend is replaced within tens of milliseconds.
+            if self.status.connected.load(Ordering::Acquire) {
+                attempt = 0;
+            }
+            self.status.set_connected(false);
             self.metrics.listener_connected.set(0);
             if shutdown.is_cancelled() {
                 return;
@@ -95,8 +108,8 @@ impl Listener {
                     tracing::warn!(error = %format!("{e:#}"), attempt, "listener connection lost; reconnecting");
                 }
             }
+            let base = 25u64.saturating_mul(1 << attempt.min(8)).min(5_000);
             attempt = attempt.saturating_add(1);
-            let base = 50u64.saturating_mul(1 << attempt.min(7)).min(5_000);
             let jitter = rand::rng().random_range(0..=base / 2);
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_millis(base / 2 + jitter)) => {}
@@ -155,7 +168,7 @@ impl Listener {
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
         let mut conn = self.connect().await?;
-        self.status.connected.store(true, Ordering::Release);
+        self.status.set_connected(true);
         self.metrics.listener_connected.set(1);
         if seq.is_none() {
             *seq = Some(self.warm_up(&mut conn.client).await?);
@@ -251,12 +264,23 @@ impl Listener {
             }
             self.metrics.events_applied.inc_by(fed.apply.len() as u64);
         }
-        if fed.needs_marker {
+        // Holes without a marker (new ones, or ones whose marker read was cut
+        // off by a lost connection) get one now.
+        if fed.needs_marker || seq.unmarked_holes() {
             let marker: i64 = client
                 .query_one("select pg_current_xact_id()::text::bigint", &[])
                 .await?
                 .get(0);
             seq.set_marker(marker);
+        }
+        if seq.uncleared_holes() {
+            let holders: Vec<u32> = client
+                .query(LOCK_HOLDERS_SQL, &[])
+                .await?
+                .iter()
+                .map(|r| r.get::<_, i64>(0) as u32)
+                .collect();
+            seq.clear(&holders);
         }
         if fed.apply.iter().any(Event::touches_sources) {
             self.live.set_sources(db::warm::sources(client).await?);

@@ -36,13 +36,26 @@ pub struct Fed {
     pub needs_marker: bool,
 }
 
+/// An open hole: its marker once taken, and whether a lock look cleared it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Hole {
+    marker: Option<i64>,
+    cleared: bool,
+}
+
+/// True when the 32-bit transaction id `xid` is older than the full id `marker`.
+pub fn older_than(xid: u32, marker: i64) -> bool {
+    let m32 = (marker as u64 & 0xFFFF_FFFF) as u32;
+    (xid.wrapping_sub(m32) as i32) < 0
+}
+
 /// Watermark, holes and the buffer of seen-but-undelivered events.
 #[derive(Debug)]
 pub struct Sequencer {
     watermark: i64,
     max_seen: i64,
     buffer: BTreeMap<i64, Event>,
-    holes: BTreeMap<i64, Option<i64>>,
+    holes: BTreeMap<i64, Hole>,
     /// Seqs already reflected in the warm-up snapshot: delivered but not applied.
     warm: HashSet<i64>,
     cap: usize,
@@ -102,7 +115,7 @@ impl Sequencer {
                     continue; // neither hole nor new: a dead hole already passed
                 }
                 for missing in (self.max_seen + 1)..seq {
-                    self.holes.insert(missing, None);
+                    self.holes.insert(missing, Hole::default());
                     fed.needs_marker = true;
                 }
                 self.max_seen = seq;
@@ -112,19 +125,46 @@ impl Sequencer {
             }
             self.buffer.insert(seq, e);
         }
-        // Holes probed by this read, marked before it, older than its xmin: dead.
+        // Holes probed by this read and proven finished before it (xmin past
+        // their marker, or cleared by a lock look): dead.
         let probed: HashSet<i64> = plan.holes.iter().copied().collect();
-        self.holes.retain(|seq, marker| {
-            !(probed.contains(seq) && matches!(marker, Some(m) if xmin > *m))
+        self.holes.retain(|seq, h| {
+            let finished = h.cleared || matches!(h.marker, Some(m) if xmin > m);
+            !(probed.contains(seq) && finished)
         });
         fed
     }
 
+    /// True when some hole still waits for its marker.
+    pub fn unmarked_holes(&self) -> bool {
+        self.holes.values().any(|h| h.marker.is_none())
+    }
+
+    /// True when some marked hole is not cleared yet (a lock look may help).
+    pub fn uncleared_holes(&self) -> bool {
+        self.holes
+            .values()
+            .any(|h| h.marker.is_some() && !h.cleared)
+    }
+
     /// Records the marker for every hole that has none yet.
     pub fn set_marker(&mut self, marker: i64) {
-        for m in self.holes.values_mut() {
-            if m.is_none() {
-                *m = Some(marker);
+        for h in self.holes.values_mut() {
+            if h.marker.is_none() {
+                h.marker = Some(marker);
+            }
+        }
+    }
+
+    /// A look at `pg_locks`: `holders` are the 32-bit xids of the transactions
+    /// holding a lock on `monitor.events` now. Clears every marked hole with
+    /// no holder older than its marker (its writer has ended).
+    pub fn clear(&mut self, holders: &[u32]) {
+        for h in self.holes.values_mut() {
+            if let Some(m) = h.marker {
+                if !holders.iter().any(|&x| older_than(x, m)) {
+                    h.cleared = true;
+                }
             }
         }
     }
@@ -225,10 +265,41 @@ mod tests {
         // hole 1 found by this read; xmin is already huge but no marker existed.
         s.feed(&p, vec![ev(2)], 1_000);
         assert_eq!(s.open_holes(), 1);
+        assert!(s.unmarked_holes());
         s.set_marker(2_000);
+        assert!(!s.unmarked_holes());
         let p = s.plan();
         s.feed(&p, vec![], 1_500);
         assert_eq!(s.open_holes(), 1);
+    }
+
+    #[test]
+    fn a_lock_look_clears_holes_despite_an_old_xmin_elsewhere() {
+        let mut s = Sequencer::new(0, HashSet::new(), 100);
+        let p = s.plan();
+        s.feed(&p, vec![ev(2)], 10);
+        s.set_marker(500);
+        // A writer older than the marker still holds the lock: not cleared.
+        s.clear(&[499]);
+        let p = s.plan();
+        s.feed(&p, vec![], 10);
+        assert_eq!(s.open_holes(), 1);
+        // Only a younger writer holds it; xmin is still old (another database).
+        s.clear(&[501]);
+        let p = s.plan();
+        s.feed(&p, vec![], 10);
+        assert_eq!(seqs(&s.drain()), vec![2]);
+        assert_eq!(s.open_holes(), 0);
+    }
+
+    #[test]
+    fn xid_comparison_survives_wraparound() {
+        assert!(older_than(5, 10));
+        assert!(!older_than(10, 10));
+        assert!(!older_than(11, 10));
+        let m = (3i64 << 32) | 5; // epoch 3, xid 5
+        assert!(older_than(u32::MAX - 2, m), "just before the wrap");
+        assert!(!older_than(6, m));
     }
 
     #[test]

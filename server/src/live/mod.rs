@@ -10,7 +10,7 @@ pub mod series;
 pub mod snapshot;
 pub mod window;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::RwLock;
 
 use contribution::Contribution;
@@ -29,6 +29,26 @@ pub struct SourceInfo {
     pub kind: Option<String>,
     /// Expected interval between records, in seconds.
     pub expected_interval_secs: Option<f64>,
+}
+
+/// One source's sums over an arbitrary window, and its gauges (see
+/// [`Live::source_windows`]).
+#[derive(Debug, Clone, Default)]
+pub struct SourceWindow {
+    /// `ingest.sources.id`.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Expected interval between records, in seconds.
+    pub expected_interval_secs: Option<f64>,
+    /// Counters and lag histogram over the window.
+    pub slot: Slot,
+    /// Pending records now.
+    pub backlog: i64,
+    /// Runs running now.
+    pub runs_running: i64,
+    /// Newest `received_at` (epoch ms).
+    pub last_received_ms: Option<i64>,
 }
 
 /// Everything the live aggregates hold.
@@ -136,8 +156,14 @@ impl Live {
             .collect()
     }
 
-    /// The figures of `window` at `now_ms`, in total and per source.
-    pub fn kpis(&self, window: Window, now_ms: i64) -> WindowKpis {
+    /// The figures of `window` at `now_ms`, in total and per source; with a
+    /// `scope`, only those sources are listed and counted in the total.
+    pub fn kpis(
+        &self,
+        window: Window,
+        now_ms: i64,
+        scope: Option<&BTreeSet<String>>,
+    ) -> WindowKpis {
         let st = self.read();
         let (from, to) = window.bounds(now_ms);
         let mut total_slot = Slot::default();
@@ -147,6 +173,13 @@ impl Live {
         let mut ids: Vec<i64> = st.sources.keys().copied().collect();
         ids.extend(st.series.keys().filter(|id| !st.sources.contains_key(id)));
         for id in ids {
+            let name = st
+                .sources
+                .get(&id)
+                .map_or_else(|| format!("#{id}"), |s| s.name.clone());
+            if scope.is_some_and(|s| !s.contains(&name)) {
+                continue;
+            }
             let series = st.series.get(&id).unwrap_or(&empty);
             let slot = series.sum(window, from, to);
             total_slot.merge(&slot);
@@ -181,10 +214,58 @@ impl Live {
     }
 
     /// All windows at once (the WebSocket `kpis` payload).
-    pub fn all_kpis(&self, now_ms: i64) -> BTreeMap<&'static str, WindowKpis> {
+    pub fn all_kpis(
+        &self,
+        now_ms: i64,
+        scope: Option<&BTreeSet<String>>,
+    ) -> BTreeMap<&'static str, WindowKpis> {
         Window::ALL
             .into_iter()
-            .map(|w| (w.name(), self.kpis(w, now_ms)))
+            .map(|w| (w.name(), self.kpis(w, now_ms, scope)))
+            .collect()
+    }
+
+    /// Ids of the sources named in `scope`.
+    pub fn source_ids(&self, scope: &BTreeSet<String>) -> BTreeSet<i64> {
+        self.read()
+            .sources
+            .values()
+            .filter(|s| scope.contains(&s.name))
+            .map(|s| s.id)
+            .collect()
+    }
+
+    /// Each known source's sums over the last `secs` seconds at `now_ms`,
+    /// with its gauges (for alert rules, whose windows are not limited to the
+    /// four KPI windows). Up to 300 s the 1-second buckets are summed up to
+    /// the end of the current second; longer windows (whole minutes) sum
+    /// 1-minute buckets up to the end of the current minute.
+    pub fn source_windows(&self, secs: i64, now_ms: i64) -> Vec<SourceWindow> {
+        let st = self.read();
+        let now_sec = now_ms.div_euclid(1000);
+        let (granularity, to) = if secs <= 300 {
+            (window::Granularity::Second, now_sec + 1)
+        } else {
+            (
+                window::Granularity::Minute,
+                now_sec.div_euclid(60) * 60 + 60,
+            )
+        };
+        let empty = Series::default();
+        st.sources
+            .values()
+            .map(|s| {
+                let series = st.series.get(&s.id).unwrap_or(&empty);
+                SourceWindow {
+                    id: s.id,
+                    name: s.name.clone(),
+                    expected_interval_secs: s.expected_interval_secs,
+                    slot: series.sum_range(granularity, to - secs, to),
+                    backlog: series.backlog,
+                    runs_running: series.runs_running,
+                    last_received_ms: series.last_received_ms,
+                }
+            })
             .collect()
     }
 

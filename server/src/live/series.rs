@@ -125,7 +125,12 @@ impl Series {
 
     /// Sum of the buckets in `[from, to)` (epoch seconds) for `window`.
     pub fn sum(&self, window: Window, from: i64, to: i64) -> Slot {
-        let map = match window.granularity() {
+        self.sum_range(window.granularity(), from, to)
+    }
+
+    /// Sum of the `granularity` buckets in `[from, to)` (epoch seconds).
+    pub fn sum_range(&self, granularity: Granularity, from: i64, to: i64) -> Slot {
+        let map = match granularity {
             Granularity::Second => &self.seconds,
             Granularity::Minute => &self.minutes,
         };

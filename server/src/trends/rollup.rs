@@ -39,8 +39,9 @@ use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::state::Status;
 
-/// Advisory lock key held by the writing replica (migrations use 7406913).
-pub const LOCK_KEY: i64 = 7_406_914;
+/// Advisory lock key held by the writing replica (migrations use 7406913,
+/// the alerts leader 7406914).
+pub const LOCK_KEY: i64 = 7_406_915;
 /// `application_name` of the writer connection.
 pub const APPLICATION_NAME: &str = "ingestwatch-rollup";
 /// Events read per query.
@@ -658,6 +659,13 @@ mod tests {
             n,
             label: None,
         }
+    }
+
+    #[test]
+    fn advisory_lock_keys_are_distinct() {
+        // 7406913: migrations (db::migrate); the alerts leader; the rollup writer.
+        let keys = [7_406_913, crate::alerts::LEADER_LOCK, LOCK_KEY];
+        assert_eq!(keys.iter().collect::<HashSet<_>>().len(), keys.len());
     }
 
     #[test]
