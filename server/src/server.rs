@@ -8,7 +8,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use anyhow::Context;
+
 use crate::config::ServerOptions;
+use crate::export::jobs::Exports;
 use crate::hub::Hub;
 use crate::listen::Listener;
 use crate::live::Live;
@@ -34,6 +37,10 @@ pub fn state(
         hub: Arc::new(Hub::new(options.event_ring, metrics.clone())),
         status: Arc::new(Status::default()),
         metrics,
+        exports: Arc::new(
+            Exports::new(Duration::from_secs(options.export_ttl_secs))
+                .context("creating the export directory")?,
+        ),
         options: Arc::new(options),
         shutdown,
     })

@@ -7,6 +7,7 @@ use deadpool_postgres::Pool;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerOptions;
+use crate::export::jobs::Exports;
 use crate::hub::Hub;
 use crate::live::Live;
 use crate::metrics::Metrics;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Server options.
     pub options: Arc<ServerOptions>,
+    /// Export jobs and their files.
+    pub exports: Arc<Exports>,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
 }

@@ -105,7 +105,7 @@ impl Connection {
             "protocol": PROTOCOL_VERSION,
             "server": concat!("ingestwatch/", env!("CARGO_PKG_VERSION")),
             "seq": self.st.live.seq(),
-            "topics": ["kpis", "events"],
+            "topics": ["kpis", "events", "exports"],
         });
         if self.send_json(&hello).await.is_err() {
             return End::Gone;
@@ -179,6 +179,11 @@ impl Connection {
         match item {
             Outgoing::Kpis(frame) => {
                 if self.topics.contains(&Topic::Kpis) {
+                    self.write(Message::Text(frame)).await?;
+                }
+            }
+            Outgoing::Exports(frame) => {
+                if self.topics.contains(&Topic::Exports) {
                     self.write(Message::Text(frame)).await?;
                 }
             }
@@ -298,6 +303,7 @@ impl Connection {
         for t in topics {
             match t {
                 Topic::Kpis => self.st.hub.subscribe_kpis(&self.sub),
+                Topic::Exports => self.st.hub.subscribe_exports(&self.sub),
                 Topic::Events => {
                     self.st.hub.unsubscribe(self.sub.id, Topic::Events);
                     let from = since.unwrap_or_else(|| self.st.hub.last_seq());
@@ -387,6 +393,7 @@ impl Connection {
         for t in topics {
             match t {
                 Topic::Kpis => self.st.hub.subscribe_kpis(&self.sub),
+                Topic::Exports => self.st.hub.subscribe_exports(&self.sub),
                 Topic::Events => self.resume_events(self.last_seq).await?,
             }
         }
@@ -414,7 +421,7 @@ fn parse_topics(v: &Value) -> Result<Vec<Topic>, (&'static str, String)> {
                 let shown: String = t.to_string().chars().take(64).collect();
                 return Err((
                     "unknown_topic",
-                    format!("unknown topic {shown}; available: kpis, events"),
+                    format!("unknown topic {shown}; available: kpis, events, exports"),
                 ));
             }
         }

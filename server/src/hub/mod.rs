@@ -4,6 +4,8 @@
 //!   subscriber resume from `since` without touching PostgreSQL; older gaps
 //!   are read from the outbox by the connection itself.
 //! - `kpis`: a snapshot on subscribe, then one merge-patch delta per tick.
+//! - `exports`: progress frames of export jobs, broadcast as they happen (no
+//!   snapshot: `GET /api/exports/{id}` has the current state).
 //!
 //! Frames are serialized once and shared (`Utf8Bytes` clones are cheap).
 //! Fan-out never waits: each subscriber has a bounded queue and `try_send`;
@@ -34,6 +36,8 @@ pub enum Topic {
     Kpis,
     /// Every outbox event, in seq order.
     Events,
+    /// Export job progress.
+    Exports,
 }
 
 impl Topic {
@@ -42,6 +46,7 @@ impl Topic {
         match s {
             "kpis" => Some(Topic::Kpis),
             "events" => Some(Topic::Events),
+            "exports" => Some(Topic::Exports),
             _ => None,
         }
     }
@@ -51,6 +56,7 @@ impl Topic {
         match self {
             Topic::Kpis => "kpis",
             Topic::Events => "events",
+            Topic::Exports => "exports",
         }
     }
 }
@@ -62,6 +68,8 @@ pub enum Outgoing {
     Kpis(Utf8Bytes),
     /// A batch of event frames (seq, frame), shared by every subscriber.
     Events(Arc<[(i64, Utf8Bytes)]>),
+    /// An export progress frame.
+    Exports(Utf8Bytes),
 }
 
 /// One subscriber's side of the hub.
@@ -121,6 +129,7 @@ pub struct Hub {
     event_subs: DashMap<u64, Arc<Subscriber>>,
     kpis: Mutex<KpiFeed>,
     kpi_subs: DashMap<u64, Arc<Subscriber>>,
+    export_subs: DashMap<u64, Arc<Subscriber>>,
     metrics: Arc<Metrics>,
 }
 
@@ -139,6 +148,7 @@ impl Hub {
             event_subs: DashMap::new(),
             kpis: Mutex::new(KpiFeed::default()),
             kpi_subs: DashMap::new(),
+            export_subs: DashMap::new(),
             metrics,
         }
     }
@@ -179,6 +189,7 @@ impl Hub {
                 sub.overflowed.store(true, Ordering::Release);
                 self.event_subs.remove(&sub.id);
                 self.kpi_subs.remove(&sub.id);
+                self.export_subs.remove(&sub.id);
                 self.metrics.ws_resynced.inc();
                 false
             }
@@ -266,11 +277,30 @@ impl Hub {
         }
     }
 
+    /// Broadcasts one export progress frame to `exports` subscribers.
+    pub fn publish_export(&self, frame: &Value) {
+        if self.export_subs.is_empty() {
+            return;
+        }
+        let frame = Utf8Bytes::from(frame.to_string());
+        let subs: Vec<Arc<Subscriber>> =
+            self.export_subs.iter().map(|s| s.value().clone()).collect();
+        for sub in subs {
+            self.send(&sub, Outgoing::Exports(frame.clone()));
+        }
+    }
+
+    /// Registers `sub` on `exports`.
+    pub fn subscribe_exports(&self, sub: &Arc<Subscriber>) {
+        self.export_subs.insert(sub.id, sub.clone());
+    }
+
     /// Removes `id` from one topic.
     pub fn unsubscribe(&self, id: u64, topic: Topic) {
         match topic {
             Topic::Kpis => self.kpi_subs.remove(&id),
             Topic::Events => self.event_subs.remove(&id),
+            Topic::Exports => self.export_subs.remove(&id),
         };
     }
 
@@ -278,6 +308,7 @@ impl Hub {
     pub fn remove(&self, id: u64) {
         self.event_subs.remove(&id);
         self.kpi_subs.remove(&id);
+        self.export_subs.remove(&id);
     }
 
     /// Subscribers per topic (kpis, events).
@@ -305,7 +336,7 @@ mod tests {
     fn seqs(item: Outgoing) -> Vec<i64> {
         match item {
             Outgoing::Events(b) => b.iter().map(|(s, _)| *s).collect(),
-            Outgoing::Kpis(_) => vec![],
+            Outgoing::Kpis(_) | Outgoing::Exports(_) => vec![],
         }
     }
 
@@ -351,6 +382,25 @@ mod tests {
     }
 
     #[test]
+    fn export_frames_reach_only_exports_subscribers() {
+        let hub = Hub::new(16, Arc::default());
+        let (sub, mut rx) = hub.subscriber(8);
+        let (other, mut other_rx) = hub.subscriber(8);
+        hub.subscribe_kpis(&other);
+        let _ = other_rx.try_recv();
+        hub.subscribe_exports(&sub);
+        hub.publish_export(&json!({"type": "export", "id": "x", "status": "running", "rows": 5}));
+        match rx.try_recv() {
+            Ok(Outgoing::Exports(f)) => assert!(f.as_str().contains("\"rows\":5")),
+            other => panic!("expected an export frame, got {other:?}"),
+        }
+        assert!(other_rx.try_recv().is_err());
+        hub.unsubscribe(sub.id, Topic::Exports);
+        hub.publish_export(&json!({"type": "export"}));
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
     fn kpi_subscribers_get_snapshot_then_deltas() {
         let hub = Hub::new(16, Arc::default());
         hub.publish_kpis(json!({"a": 1}), 1);
@@ -361,7 +411,7 @@ mod tests {
         let frames: Vec<Value> = std::iter::from_fn(|| rx.try_recv().ok())
             .map(|o| match o {
                 Outgoing::Kpis(f) => serde_json::from_str(f.as_str()).unwrap_or_default(),
-                Outgoing::Events(_) => Value::Null,
+                Outgoing::Events(_) | Outgoing::Exports(_) => Value::Null,
             })
             .collect();
         assert_eq!(frames.len(), 2);
