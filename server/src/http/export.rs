@@ -139,7 +139,9 @@ pub struct StartExport {
     pub include_payload: bool,
 }
 
-/// JSON filters as query pairs (arrays repeat the key, null is absent).
+/// JSON filters as query pairs: a string is read like the query parameter
+/// (a comma list for repeatable ones), an array's items are single values
+/// (quoted for the comma list), null is absent.
 fn filter_pairs(filters: Map<String, Value>) -> Result<Vec<(String, String)>, AppError> {
     let mut pairs = Vec::new();
     for (k, v) in filters {
@@ -159,7 +161,13 @@ fn filter_pairs(filters: Map<String, Value>) -> Result<Vec<(String, String)>, Ap
             Ok(())
         };
         match &v {
-            Value::Array(items) => items.iter().try_for_each(&mut push)?,
+            Value::Array(items) => items
+                .iter()
+                .map(|i| match i {
+                    Value::String(s) => Value::String(params::quote_item(s)),
+                    other => other.clone(),
+                })
+                .try_for_each(|i| push(&i))?,
             other => push(other)?,
         }
     }

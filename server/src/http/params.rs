@@ -7,8 +7,9 @@
 //! serde only checks the names, and the parsers here check the values, so
 //! every message names its parameter. A parameter listed in
 //! [`Params::MULTI`] may repeat (`source=a&source=b`) or hold a comma list
-//! (`source=a,b`); any other repeated parameter is refused. An empty value
-//! (`source=`) counts as absent, as HTML forms send them.
+//! (`source=a,b`); a value holding a comma, quote or newline is quoted as in
+//! CSV (`source="crm, north",erp`). Any other repeated parameter is refused.
+//! An empty value (`source=`) counts as absent, as HTML forms send them.
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -90,7 +91,9 @@ fn serde_error(msg: &str) -> AppError {
     AppError::invalid("query", msg)
 }
 
-/// `Json<T>` that rejects with the JSON envelope (`invalid_body`).
+/// `Json<T>` for a JSON **object** body, rejecting with the JSON envelope
+/// (`invalid_body`): wrong content type, malformed JSON, not an object (serde
+/// would take a struct from an array too), unknown or mistyped fields.
 #[derive(Debug, Clone)]
 pub struct ApiJson<T>(pub T);
 
@@ -98,13 +101,19 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(rej) => Err(AppError::BadRequest {
-                code: "invalid_body",
-                message: rej.body_text(),
-            }),
+        let bad = |message: String| AppError::BadRequest {
+            code: "invalid_body",
+            message,
+        };
+        let axum::Json(v) = axum::Json::<serde_json::Value>::from_request(req, state)
+            .await
+            .map_err(|rej| bad(rej.body_text()))?;
+        if !v.is_object() {
+            return Err(bad("the body must be a JSON object".into()));
         }
+        serde_json::from_value(v)
+            .map(ApiJson)
+            .map_err(|e| bad(format!("invalid body: {e}")))
     }
 }
 
@@ -115,15 +124,28 @@ pub struct NoParams {}
 
 impl Params for NoParams {}
 
-/// Splits a comma list, dropping empty items; `None` when nothing is left.
+/// Splits a comma list read as one CSV line (so `"a,b",c` is two items),
+/// trimming and dropping empty items; `None` when nothing is left.
 pub fn list(v: Option<&str>) -> Option<Vec<String>> {
-    let items: Vec<String> = v?
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(v?.as_bytes());
+    let mut items = Vec::new();
+    for rec in rdr.records().flatten() {
+        items.extend(rec.iter().filter(|s| !s.is_empty()).map(str::to_string));
+    }
     (!items.is_empty()).then_some(items)
+}
+
+/// Quotes one value for a comma list, when it needs it.
+pub fn quote_item(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) || s.trim() != s {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }
 
 /// A comma list of at most 100 values, each at most 200 characters.
@@ -336,5 +358,19 @@ mod tests {
         assert_eq!(ids("run", Some("1, 2")).expect("ids"), Some(vec![1, 2]));
         assert!(ids("run", Some("1,-2")).is_err());
         assert!(flag("include_payload", Some("yes")).is_err());
+    }
+
+    #[test]
+    fn comma_lists_take_csv_quoting() {
+        let l = |s: &str| list(Some(s)).unwrap_or_default();
+        assert_eq!(l("a, b,,c"), ["a", "b", "c"]);
+        assert_eq!(l(r#""crm, ""north""",erp"#), ["crm, \"north\"", "erp"]);
+        assert_eq!(l(r#"o"hara"#), [r#"o"hara"#]);
+        assert!(list(Some(" , ")).is_none());
+        for v in ["plain", "a,b", "say \"hi\"", "two\nlines", " padded "] {
+            assert_eq!(l(&quote_item(v)), [v.trim()], "{v:?}");
+        }
+        let q: Q = parse_query("source=%22a%2Cb%22&source=c").expect("ok");
+        assert_eq!(list(q.source.as_deref()).unwrap_or_default(), ["a,b", "c"]);
     }
 }
