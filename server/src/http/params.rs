@@ -230,11 +230,11 @@ pub fn time(name: &str, v: Option<&str>) -> Result<Option<DateTime<Utc>>, AppErr
         })
 }
 
+/// Optional bounds of a half-open time range `[from, to)`.
+pub type Range = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// `from` and `to` as a half-open range `[from, to)`; `from` after `to` is refused.
-pub fn range(
-    from: Option<&str>,
-    to: Option<&str>,
-) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), AppError> {
+pub fn range(from: Option<&str>, to: Option<&str>) -> Result<Range, AppError> {
     let (f, t) = (time("from", from)?, time("to", to)?);
     if let (Some(f), Some(t)) = (f, t) {
         if f > t {
