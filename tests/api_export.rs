@@ -318,6 +318,40 @@ async fn csv_exports_equal_sql_row_by_row() {
     )
     .await;
     assert_eq!(rows.len(), 2);
+
+    // A client that goes away mid-download leaves no transaction open.
+    let mut resp = server
+        .http
+        .get(format!(
+            "http://{}/api/export/records.csv?include_payload=true&source=erp&run={run}&to=2100-01-01T00:00:00Z&status=pending&external_id={}",
+            server.addr,
+            (1..=100).map(|i| format!("ext-{i}")).collect::<Vec<_>>().join(",")
+        ))
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(resp.status().as_u16(), 200);
+    let first = resp.chunk().await.expect("chunk").expect("a first chunk");
+    assert!(first.starts_with(b"id,run_id"));
+    drop(resp);
+    wait_for(
+        "no export transaction left open",
+        Duration::from_secs(10),
+        || async {
+            let n: i64 = db
+                .client
+                .query_one(
+                    "select count(*) from pg_stat_activity where datname = current_database()
+                   and application_name = 'ingestwatch' and state like 'idle in transaction%'",
+                    &[],
+                )
+                .await
+                .expect("activity")
+                .get(0);
+            n == 0
+        },
+    )
+    .await;
     server.stop().await;
 }
 

@@ -340,37 +340,58 @@ async fn write(st: &AppState, job: &Job, plan: &ExportPlan) -> Result<u64, Stop>
     } else {
         BATCH
     };
-    let mut after: Option<Cursor> = None;
-    let mut last_publish = Instant::now();
-    loop {
-        let q = queries::page_query(&PageSpec {
-            kind: plan.kind,
-            filters: &plan.filters,
-            order: plan.order,
-            after: after.as_ref(),
-            limit: batch,
-            upto_id: Some(upto),
-            include_payload: plan.include_payload,
-        });
-        let rows = client
-            .query(&q.sql, &q.params())
-            .await
-            .map_err(|e| fail(&e))?;
-        let mut last = None;
-        for r in &rows {
-            let item = Item::from_row(plan.kind, r).map_err(|e| fail(&e))?;
-            item.write_csv(&mut w).map_err(|e| fail(&e))?;
-            last = Some(item);
+    let fetch = |after: Option<Cursor>| {
+        let client = &client;
+        async move {
+            let q = queries::page_query(&PageSpec {
+                kind: plan.kind,
+                filters: &plan.filters,
+                order: plan.order,
+                after: after.as_ref(),
+                limit: batch,
+                upto_id: Some(upto),
+                include_payload: plan.include_payload,
+            });
+            client.query(&q.sql, &q.params()).await
         }
-        let buf = take(&mut w).map_err(|e| fail(&e))?;
-        file.write_all(&buf).await.map_err(|e| fail(&e))?;
+    };
+    let mut last_publish = Instant::now();
+    let mut rows = fetch(None).await.map_err(|e| fail(&e))?;
+    loop {
+        // The next batch starts after this one's last row: ask for it now,
+        // and write this batch while PostgreSQL reads the next.
+        let next_after = match rows.last() {
+            Some(r) if rows.len() as i64 == batch => Some(
+                Item::from_row(plan.kind, r)
+                    .map_err(|e| fail(&e))?
+                    .cursor(&plan.order),
+            ),
+            _ => None,
+        };
+        let more = next_after.is_some();
+        let next = async {
+            match next_after {
+                Some(c) => fetch(Some(c)).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let write = async {
+            for r in &rows {
+                let item = Item::from_row(plan.kind, r).map_err(|e| fail(&e))?;
+                item.write_csv(&mut w).map_err(|e| fail(&e))?;
+            }
+            let buf = take(&mut w).map_err(|e| fail(&e))?;
+            file.write_all(&buf).await.map_err(|e| fail(&e))
+        };
+        let (next, written) = tokio::join!(next, write);
+        written?;
         job.rows.fetch_add(rows.len() as u64, Ordering::AcqRel);
         if last_publish.elapsed() >= PROGRESS_EVERY {
             last_publish = Instant::now();
             publish(st, job);
         }
-        match last {
-            Some(item) if rows.len() as i64 == batch => after = Some(item.cursor(&plan.order)),
+        match next.map_err(|e| fail(&e))? {
+            Some(r) if more => rows = r,
             _ => break,
         }
     }

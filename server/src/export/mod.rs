@@ -5,6 +5,9 @@
 //!   PostgreSQL (`query_raw`) into the HTTP body in ~64 KiB chunks, so memory
 //!   stays constant whatever the row count; a cheap capped count refuses
 //!   bigger exports up front (400 `export_too_large`, pointing to the jobs).
+//!   Count and rows are read in one repeatable-read snapshot ([`ReadTx`]), so
+//!   rows committed in between can neither exceed the cap nor push rows that
+//!   were counted out of a newest-first export.
 //! - Jobs ([`jobs`]): a background task writes a file in batches, each one
 //!   short keyset-paged statement (so every statement stays within the pool's
 //!   statement timeout and no snapshot is held open on the pipeline's
@@ -65,9 +68,47 @@ pub fn take(w: &mut csv::Writer<Vec<u8>>) -> std::io::Result<Vec<u8>> {
         .map_err(|e| std::io::Error::other(e.to_string()))
 }
 
+/// A pooled connection inside a read-only repeatable-read transaction. Its
+/// drop ends the transaction (a rollback: nothing was written) before the
+/// connection can serve anyone else, also when the HTTP client goes away
+/// mid-stream.
+pub struct ReadTx(Option<deadpool_postgres::Object>);
+
+impl ReadTx {
+    /// Begins the transaction on `client`.
+    pub async fn begin(client: deadpool_postgres::Object) -> Result<ReadTx, tokio_postgres::Error> {
+        client
+            .batch_execute("begin isolation level repeatable read read only")
+            .await?;
+        Ok(ReadTx(Some(client)))
+    }
+
+    /// The connection.
+    pub fn client(&self) -> &tokio_postgres::Client {
+        self.0.as_deref().expect("present until dropped")
+    }
+}
+
+impl Drop for ReadTx {
+    fn drop(&mut self) {
+        let Some(client) = self.0.take() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    if client.batch_execute("rollback").await.is_err() {
+                        // Unknown state: keep it out of the pool.
+                        drop(deadpool_postgres::Object::take(client));
+                    }
+                });
+            }
+            Err(_) => drop(deadpool_postgres::Object::take(client)),
+        }
+    }
+}
+
 struct Streaming {
     /// Held so the connection is not handed to anyone else mid-stream.
-    _client: deadpool_postgres::Object,
+    _tx: ReadTx,
     rows: Pin<Box<RowStream>>,
     w: csv::Writer<Vec<u8>>,
     kind: Kind,
@@ -78,13 +119,13 @@ struct Streaming {
 /// A database error mid-stream aborts the body (the client sees a truncated
 /// transfer, never a CSV that silently lacks rows).
 pub fn csv_body(
-    client: deadpool_postgres::Object,
+    tx: ReadTx,
     rows: RowStream,
     kind: Kind,
     include_payload: bool,
 ) -> csv::Result<Body> {
     let st = Streaming {
-        _client: client,
+        _tx: tx,
         rows: Box::pin(rows),
         w: writer(kind, include_payload)?,
         kind,

@@ -23,7 +23,7 @@ use crate::auth::Principal;
 use crate::db::queries::{self, Kind, PageSpec};
 use crate::error::AppError;
 use crate::export::jobs::{Exports, JobStatus, JobView};
-use crate::export::{csv_body, ExportPlan, SYNC_MAX_ROWS};
+use crate::export::{csv_body, ExportPlan, ReadTx, SYNC_MAX_ROWS};
 use crate::http::lists::errors::ErrorParams;
 use crate::http::lists::records::RecordParams;
 use crate::http::lists::runs::RunParams;
@@ -81,8 +81,13 @@ pub async fn csv(
     let req = export_request(kind, pairs)?;
     let client = st.pool.get().await?;
     let filters = resolve(&client, &principal, req.sources.as_deref(), req.filters).await?;
+    let tx = ReadTx::begin(client).await?;
     let count = queries::count_capped(kind, &filters, SYNC_MAX_ROWS + 1);
-    let n: i64 = client.query_one(&count.sql, &count.params()).await?.get(0);
+    let n: i64 = tx
+        .client()
+        .query_one(&count.sql, &count.params())
+        .await?
+        .get(0);
     if n > SYNC_MAX_ROWS {
         return Err(AppError::BadRequest {
             code: "export_too_large",
@@ -102,8 +107,8 @@ pub async fn csv(
         upto_id: None,
         include_payload: req.include_payload,
     });
-    let rows = client.query_raw(&q.sql, q.params()).await?;
-    let body = csv_body(client, rows, kind, req.include_payload)
+    let rows = tx.client().query_raw(&q.sql, q.params()).await?;
+    let body = csv_body(tx, rows, kind, req.include_payload)
         .map_err(|e| AppError::Internal(format!("csv header: {e}")))?;
     Ok(csv_response(body, &format!("{}.csv", kind.name()), None))
 }
