@@ -12,7 +12,9 @@
 //! - [`live`] — rolling KPI windows held in memory, and the KPI snapshot.
 //! - [`limits`] — connection limits and per-connection rate limiting.
 //! - [`hub`] — topics, subscribers and the fan-out policy (bounded queues).
-//! - [`http`] — the axum router: REST, WebSocket, health, metrics, client.
+//! - [`http`] — the axum router: REST (live figures, operator lists,
+//!   drill-downs, exports), WebSocket, health, metrics, client.
+//! - [`export`] — CSV export: streamed synchronous exports and background jobs.
 //! - [`demo`] — throwaway PostgreSQL and the simulated pipeline.
 //! - [`bench`] — the end-to-end benchmark (`ingestwatch bench`).
 //! - [`server`] — wiring: `run(listener, config, shutdown)`.
@@ -24,6 +26,7 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod error;
+pub mod export;
 pub mod http;
 pub mod hub;
 pub mod limits;

@@ -277,6 +277,11 @@ impl Connection {
                     self.write(Message::Text(frame)).await?;
                 }
             }
+            Outgoing::Exports(frame) => {
+                if self.topics.contains(&Topic::Exports) {
+                    self.write(Message::Text(frame)).await?;
+                }
+            }
             Outgoing::Events(batch) => {
                 if !self.topics.contains(&Topic::Events) {
                     return Ok(());
@@ -438,6 +443,10 @@ impl Connection {
             match t {
                 Topic::Kpis => self.subscribe_kpis(),
                 Topic::Alerts => self.subscribe_alerts(),
+                Topic::Exports => self
+                    .st
+                    .hub
+                    .subscribe_exports(&self.sub, &self.principal.subject),
                 Topic::Events => {
                     self.st.hub.unsubscribe(self.sub.id, Topic::Events);
                     let from = since.unwrap_or_else(|| self.st.hub.last_seq());
@@ -549,6 +558,10 @@ impl Connection {
             match t {
                 Topic::Kpis => self.subscribe_kpis(),
                 Topic::Alerts => self.subscribe_alerts(),
+                Topic::Exports => self
+                    .st
+                    .hub
+                    .subscribe_exports(&self.sub, &self.principal.subject),
                 Topic::Events => self.resume_events(self.last_seq).await?,
             }
         }
@@ -576,7 +589,10 @@ fn parse_topics(v: &Value) -> Result<Vec<Topic>, (&'static str, String)> {
                 let shown: String = t.to_string().chars().take(64).collect();
                 return Err((
                     "unknown_topic",
-                    format!("unknown topic {shown}; available: kpis, events, alerts"),
+                    format!(
+                        "unknown topic {shown}; available: {}",
+                        Topic::ALL.map(Topic::name).join(", ")
+                    ),
                 ));
             }
         }
