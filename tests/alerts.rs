@@ -157,12 +157,27 @@ hysteresis = 0.5
     let p = Pipeline::new(&db).await;
     let run = p.run(crm).await;
     let ids = p.records(run, crm, 10).await;
-    p.process(&ids[..5], "rejected", 20).await;
-    p.process(&ids[5..], "normalized", 20).await;
-    for &r in &ids[..5] {
-        p.error(run, crm, Some(r), "error", "E_SCHEMA").await;
-    }
-    p.error(run, crm, None, "warning", "W_ONLY").await; // warnings do not count
+    // One statement, so no evaluation tick can see half of it.
+    p.client
+        .execute(
+            "update ingest.raw_records
+                set status = case when id = any($1) then 'rejected' else 'normalized' end,
+                    processed_at = received_at + interval '20 ms'
+              where id = any($2)",
+            &[&ids[..5].to_vec(), &ids],
+        )
+        .await
+        .expect("process");
+    // One statement again: the error rate jumps straight to its final value.
+    p.client
+        .execute(
+            "insert into ingest.errors (run_id, raw_record_id, source_id, severity, stage, code, message)
+             select $1::bigint, r, $2::bigint, 'error', 'validate', 'E_SCHEMA', 'field missing' from unnest($3::bigint[]) r
+             union all select $1, null, $2, 'warning', 'validate', 'W_ONLY', 'warnings do not count'",
+            &[&run, &crm, &ids[..5].to_vec()],
+        )
+        .await
+        .expect("errors");
     let h = wait_states(&server, "rejects", "crm", &["firing"], T).await;
     assert_eq!(h[0]["value"], 0.5);
     let h = wait_states(&server, "errors", "crm,erp", &["pending", "firing"], T).await;
@@ -460,7 +475,7 @@ async fn rest_and_ws_serve_alerts_within_the_token_scope() {
     let hello = all_ws.next_of("hello", T).await.expect("hello");
     assert_eq!(
         hello["topics"],
-        json!(["kpis", "events", "errors", "alerts"])
+        json!(["kpis", "events", "errors", "alerts", "exports"])
     );
     all_ws
         .send(json!({"op": "subscribe", "topics": ["alerts"]}))

@@ -498,7 +498,7 @@ async fn bad_trend_requests_are_400_naming_the_parameter() {
         ("metric=received&bucket=day&from=0&to=34646400", "bucket"),
         ("metric=received&limit=5", "limit"),
         ("metric=received&source=nope", "source"),
-        ("metric=received&source=crm,,erp", "source"),
+        ("metric=received&source=crm,erp", "source"), // erp does not exist
     ];
     for (q, param) in cases {
         let (status, body) = server.get(&format!("/api/trends?{q}")).await;

@@ -113,6 +113,9 @@ pub struct ServerOptions {
     /// Days of minute rollups kept (older minute trends are computed from the base tables).
     #[arg(long, env = "INGESTWATCH_ROLLUP_MINUTE_DAYS", default_value_t = 35, value_parser = clap::value_parser!(u32).range(3..=400))]
     pub rollup_minute_days: u32,
+    /// Seconds a finished export job's file is kept for download before it is deleted.
+    #[arg(long, env = "INGESTWATCH_EXPORT_TTL_SECS", default_value_t = 3_600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub export_ttl_secs: u64,
     /// Directory of client files to serve instead of the embedded ones (development).
     #[arg(long, env = "INGESTWATCH_CLIENT_DIR")]
     pub client_dir: Option<PathBuf>,

@@ -30,6 +30,9 @@ pub enum AppError {
     /// The thing asked for does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The thing exists but is not in a state that allows this (409).
+    #[error("{0}")]
+    Conflict(String),
     /// Not ready yet (warming up, listener disconnected).
     #[error("{0}")]
     Unavailable(String),
@@ -60,6 +63,7 @@ impl AppError {
             AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             AppError::TooMany(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many"),
+            AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             AppError::Database(_) | AppError::Pool(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")

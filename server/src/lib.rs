@@ -14,8 +14,9 @@
 //! - [`hub`] — topics, subscribers and the fan-out policy (bounded queues).
 //! - [`trends`] — per-bucket history to 12 months: rollup tables kept from
 //!   the event stream by one writer, joined with the live edge.
-//! - [`http`] — the axum router: REST, trends, WebSocket, SSE, health,
-//!   metrics, client.
+//! - [`http`] — the axum router: REST (live figures, trends, operator lists,
+//!   drill-downs, exports), WebSocket, SSE, health, metrics, client.
+//! - [`export`] — CSV export: streamed synchronous exports and background jobs.
 //! - [`tail`] — `ingestwatch tail`, the reference WebSocket subscriber.
 //! - [`demo`] — throwaway PostgreSQL and the simulated pipeline.
 //! - [`bench`] — the end-to-end benchmark (`ingestwatch bench`).
@@ -28,6 +29,7 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod error;
+pub mod export;
 pub mod http;
 pub mod hub;
 pub mod limits;

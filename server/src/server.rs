@@ -10,7 +10,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alerts::rules::RuleSet;
 use crate::alerts::Alerts;
+use anyhow::Context;
+
 use crate::config::ServerOptions;
+use crate::export::jobs::Exports;
 use crate::hub::Hub;
 use crate::listen::Listener;
 use crate::live::Live;
@@ -54,6 +57,10 @@ pub fn state(
         hub: Arc::new(Hub::new(options.event_ring, metrics.clone())),
         status: Arc::new(Status::new()),
         metrics,
+        exports: Arc::new(
+            Exports::new(Duration::from_secs(options.export_ttl_secs))
+                .context("creating the export directory")?,
+        ),
         options: Arc::new(options),
         shutdown,
     })

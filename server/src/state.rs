@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::alerts::Alerts;
 use crate::auth::Auth;
 use crate::config::ServerOptions;
+use crate::export::jobs::Exports;
 use crate::hub::Hub;
 use crate::limits::Limits;
 use crate::live::Live;
@@ -78,6 +79,8 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// Alert rules, the replica's view of the alerts, leadership.
     pub alerts: Arc<Alerts>,
+    /// Export jobs and their files.
+    pub exports: Arc<Exports>,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
 }

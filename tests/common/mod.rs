@@ -277,6 +277,64 @@ impl Pipeline {
     }
 }
 
+impl Pipeline {
+    /// One pending record with a payload given as JSON text; returns its id.
+    pub async fn record_with(
+        &self,
+        run: i64,
+        source: i64,
+        external_id: Option<&str>,
+        payload_json: &str,
+    ) -> i64 {
+        self.client
+            .query_one(
+                "insert into ingest.raw_records (run_id, source_id, external_id, payload)
+                 values ($1, $2, $3, $4::text::jsonb) returning id",
+                &[&run, &source, &external_id, &payload_json],
+            )
+            .await
+            .expect("record")
+            .get(0)
+    }
+
+    /// One error-log row with every field chosen; returns its id.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn error_with(
+        &self,
+        run: Option<i64>,
+        source: i64,
+        record: Option<i64>,
+        severity: &str,
+        stage: &str,
+        code: &str,
+        message: &str,
+        details_json: Option<&str>,
+    ) -> i64 {
+        self.client
+            .query_one(
+                "insert into ingest.errors (run_id, raw_record_id, source_id, severity, stage, code, message, details)
+                 values ($1, $2, $3, $4, $5, $6, $7, $8::text::jsonb) returning id",
+                &[&run, &record, &source, &severity, &stage, &code, &message, &details_json],
+            )
+            .await
+            .expect("error row")
+            .get(0)
+    }
+
+    /// The meeting normalized from `record`; returns its id.
+    pub async fn meeting(&self, record: i64, source: i64, title: &str, attendees: i32) -> i64 {
+        self.client
+            .query_one(
+                "insert into ingest.meetings (raw_record_id, source_id, title, starts_at, ends_at, organizer, attendee_count)
+                 values ($1, $2, $3, now() + interval '1 day', now() + interval '1 day 1 hour', 'Zoë', $4) returning id",
+                &[&record, &source, &title, &attendees],
+            )
+            .await
+            .expect("meeting")
+            .get(0)
+    }
+}
+
 /// KPI figures computed by SQL over the base tables, per the definitions in
 /// docs/data-model.md, for `[from, to)`; keyed by source name plus "total".
 pub async fn sql_truth(
@@ -488,6 +546,48 @@ impl TestServer {
             status,
             serde_json::from_str(&body).unwrap_or(Value::String(body)),
         )
+    }
+
+    /// Any method; returns the status and the body (JSON when it parses, else a string).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("http://{}{}", self.addr, path))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.expect("http");
+        let status = r.status().as_u16();
+        let body = r.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&body).unwrap_or(Value::String(body)),
+        )
+    }
+
+    /// GET returning the status, the content type and the raw body.
+    pub async fn get_raw(&self, path: &str) -> (u16, String, String) {
+        let r = self
+            .http
+            .get(format!("http://{}{}", self.addr, path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("http");
+        let status = r.status().as_u16();
+        let ct = r
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        (status, ct, r.text().await.unwrap_or_default())
     }
 
     pub async fn kpis(&self, window: &str) -> Value {

@@ -1,7 +1,11 @@
 //! Database access: the read pool for REST handlers, raw connections for the
-//! listener, the migrations runner and the start-up (warm) queries.
+//! listener, the migrations runner, the start-up (warm) queries, and the
+//! operator API's query builders (filters, keyset pagination, rows).
 
+pub mod keyset;
 pub mod migrate;
+pub mod queries;
+pub mod rows;
 pub mod warm;
 
 use std::time::Duration;

@@ -4,7 +4,10 @@
 pub mod alerts;
 pub mod api;
 pub mod assets;
+pub mod drill;
+pub mod export;
 pub mod health;
+pub mod lists;
 pub mod params;
 pub mod sse;
 pub mod trends;
@@ -14,7 +17,7 @@ use std::time::Duration;
 
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -32,6 +35,19 @@ pub fn app(state: AppState) -> Router {
         .route("/api/trends", get(trends::trends))
         .route("/api/alerts", get(alerts::active))
         .route("/api/alerts/history", get(alerts::history))
+        .route("/api/sources", get(lists::sources::list))
+        .route("/api/runs", get(lists::runs::list))
+        .route("/api/runs/{id}", get(drill::run))
+        .route("/api/records", get(lists::records::list))
+        .route("/api/records/{id}", get(drill::record))
+        .route("/api/errors", get(lists::errors::list))
+        .route("/api/export/{file}", get(export::csv))
+        .route("/api/exports", post(export::start))
+        .route(
+            "/api/exports/{id}",
+            get(export::status).delete(export::remove),
+        )
+        .route("/api/exports/{id}/download", get(export::download))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

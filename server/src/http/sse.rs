@@ -27,7 +27,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -35,7 +35,7 @@ use futures_util::Stream;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::params::{self, Params};
+use super::params::{self, ApiQuery, Params};
 use super::ws::{scoped, PROTOCOL_VERSION};
 use crate::auth::Principal;
 use crate::error::AppError;
@@ -58,11 +58,11 @@ pub async fn stream(
     State(st): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    ApiQuery(q): ApiQuery<StreamQuery>,
 ) -> Result<Response, AppError> {
-    let params = Params::parse(query.as_deref(), &["topics", "since", "access_token"])?;
     let mut topics = BTreeSet::new();
-    for name in params.list("topics")?.unwrap_or_else(|| vec!["events"]) {
+    let names = params::list(q.topics.as_deref()).unwrap_or_else(|| vec!["events".into()]);
+    for name in &names {
         let topic = Topic::parse(name).ok_or_else(|| {
             let shown: String = name.chars().take(64).collect();
             AppError::invalid(
@@ -72,7 +72,7 @@ pub async fn stream(
         })?;
         topics.insert(topic);
     }
-    let mut since = match params.one("since")? {
+    let mut since = match q.since.as_deref() {
         Some(v) => Some(params::seq("since", v)?),
         None => None,
     };
@@ -100,6 +100,22 @@ pub async fn stream(
     resp.headers_mut()
         .insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(resp)
+}
+
+/// The query string of `GET /api/stream`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamQuery {
+    /// Topics (repeated or comma-separated); default `events`.
+    pub topics: Option<String>,
+    /// Resume after this seq.
+    pub since: Option<String>,
+    /// The bearer token (read by the authentication extractor).
+    pub access_token: Option<String>,
+}
+
+impl Params for StreamQuery {
+    const MULTI: &'static [&'static str] = &["topics"];
 }
 
 /// One SSE subscriber: the hub subscription and what has been written.
@@ -165,6 +181,9 @@ impl Session {
             s.st.alerts
                 .view
                 .subscribe(&s.st.hub, &s.sub, s.principal.sources.clone());
+        }
+        if s.topics.contains(&Topic::Exports) {
+            s.st.hub.subscribe_exports(&s.sub, &s.principal.subject);
         }
         s
     }
@@ -287,13 +306,24 @@ impl Session {
             }
             Outgoing::Alerts(text) => {
                 if self.topics.contains(&Topic::Alerts) {
-                    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-                    let kind = v["type"].as_str().unwrap_or("alert").to_string();
-                    self.out.push_back(frame_event(&kind, &text));
+                    self.push_typed(&text, "alert");
+                }
+            }
+            Outgoing::Exports(text) => {
+                if self.topics.contains(&Topic::Exports) {
+                    self.push_typed(&text, "export");
                 }
             }
             Outgoing::Events(batch) => self.push_frames(&batch),
         }
+    }
+
+    /// A frame named by its own `type` (alerts and exports frames are rare:
+    /// parsing them is cheap).
+    fn push_typed(&mut self, text: &str, fallback: &str) {
+        let v: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+        let kind = v["type"].as_str().unwrap_or(fallback).to_string();
+        self.out.push_back(frame_event(&kind, text));
     }
 
     fn push_frames(&mut self, frames: &[EventFrame]) {
@@ -345,6 +375,11 @@ impl Session {
                 .alerts
                 .view
                 .subscribe(&self.st.hub, &self.sub, self.principal.sources.clone());
+        }
+        if self.topics.contains(&Topic::Exports) {
+            self.st
+                .hub
+                .subscribe_exports(&self.sub, &self.principal.subject);
         }
     }
 }

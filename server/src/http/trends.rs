@@ -1,9 +1,10 @@
 //! `GET /api/trends` — one metric per bucket over a range, columnar for charts.
 
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::Json;
+use serde::Deserialize;
 
-use super::params::{self, Params};
+use super::params::{self, ApiQuery, Params};
 use crate::auth::Principal;
 use crate::error::AppError;
 use crate::state::AppState;
@@ -24,20 +25,39 @@ use crate::trends::{Bucket, Trend, TrendMetric};
 pub async fn trends(
     State(st): State<AppState>,
     principal: Principal,
-    RawQuery(query): RawQuery,
+    ApiQuery(q): ApiQuery<TrendQuery>,
 ) -> Result<Json<Trend>, AppError> {
     let now_sec = chrono::Utc::now().timestamp();
-    let req = parse(query.as_deref(), now_sec)?;
+    let req = parse(q, now_sec)?;
     if !st.status.warm.load(std::sync::atomic::Ordering::Acquire) {
         return Err(AppError::Unavailable("live figures are warming up".into()));
     }
     Ok(Json(query::run(&st, &principal, &req, now_sec).await?))
 }
 
-/// Validates the query string of a trend request at `now_sec`.
-pub fn parse(query: Option<&str>, now_sec: i64) -> Result<TrendRequest, AppError> {
-    let p = Params::parse(query, &["metric", "bucket", "from", "to", "source"])?;
-    let metric = match p.one("metric")? {
+/// The query string of `GET /api/trends` (names checked by serde, values below).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrendQuery {
+    /// The metric (required).
+    pub metric: Option<String>,
+    /// `minute`, `hour` (default) or `day`.
+    pub bucket: Option<String>,
+    /// Range start: RFC 3339 or epoch seconds.
+    pub from: Option<String>,
+    /// Range end: RFC 3339 or epoch seconds.
+    pub to: Option<String>,
+    /// Sources with their own series (repeated or comma-separated).
+    pub source: Option<String>,
+}
+
+impl Params for TrendQuery {
+    const MULTI: &'static [&'static str] = &["source"];
+}
+
+/// Validates a trend request at `now_sec`.
+pub fn parse(q: TrendQuery, now_sec: i64) -> Result<TrendRequest, AppError> {
+    let metric = match q.metric.as_deref() {
         None => {
             return Err(AppError::invalid(
                 "metric",
@@ -55,7 +75,7 @@ pub fn parse(query: Option<&str>, now_sec: i64) -> Result<TrendRequest, AppError
             )
         })?,
     };
-    let bucket = match p.one("bucket")? {
+    let bucket = match q.bucket.as_deref() {
         None => Bucket::Hour,
         Some(b) => Bucket::parse(b).ok_or_else(|| {
             let shown: String = b.chars().take(64).collect();
@@ -65,11 +85,11 @@ pub fn parse(query: Option<&str>, now_sec: i64) -> Result<TrendRequest, AppError
             )
         })?,
     };
-    let to = match p.one("to")? {
+    let to = match q.to.as_deref() {
         Some(v) => params::timestamp("to", v)?,
         None => now_sec,
     };
-    let from = match p.one("from")? {
+    let from = match q.from.as_deref() {
         Some(v) => params::timestamp("from", v)?,
         None => (to - bucket.default_range()).max(0),
     };
@@ -92,12 +112,7 @@ pub fn parse(query: Option<&str>, now_sec: i64) -> Result<TrendRequest, AppError
         ));
     }
     let step = bucket.secs();
-    let sources: Vec<String> = p
-        .list("source")?
-        .unwrap_or_default()
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
+    let sources: Vec<String> = params::names("source", q.source.as_deref())?.unwrap_or_default();
     if sources.iter().any(|s| s == "total") {
         return Err(AppError::invalid(
             "source",
@@ -123,8 +138,12 @@ pub fn parse(query: Option<&str>, now_sec: i64) -> Result<TrendRequest, AppError
 mod tests {
     use super::*;
 
+    fn parse_str(q: &str, now: i64) -> Result<TrendRequest, AppError> {
+        parse(params::parse_query::<TrendQuery>(q)?, now)
+    }
+
     fn code_and_message(q: &str) -> String {
-        match parse(Some(q), 1_700_000_000) {
+        match parse_str(q, 1_700_000_000) {
             Ok(r) => format!("ok {r:?}"),
             Err(e) => e.to_string(),
         }
@@ -153,12 +172,12 @@ mod tests {
 
     #[test]
     fn ranges_widen_to_whole_buckets_and_default_sensibly() {
-        let r = parse(Some("metric=lag_p95&bucket=hour&from=3601&to=7201"), 0).expect("ok");
+        let r = parse_str("metric=lag_p95&bucket=hour&from=3601&to=7201", 0).expect("ok");
         assert_eq!((r.from, r.to), (3_600, 10_800));
-        let r = parse(Some("metric=received&bucket=day"), 100 * 86_400 + 5).expect("ok");
+        let r = parse_str("metric=received&bucket=day", 100 * 86_400 + 5).expect("ok");
         assert_eq!((r.from, r.to), (70 * 86_400, 101 * 86_400));
-        let r = parse(
-            Some("metric=received&bucket=day&from=2025-01-01T00:00:00Z&to=2026-01-01T00:00:00Z&source=a,b&source=c"),
+        let r = parse_str(
+            "metric=received&bucket=day&from=2025-01-01T00:00:00Z&to=2026-01-01T00:00:00Z&source=a,b&source=c",
             0,
         )
         .expect("ok");

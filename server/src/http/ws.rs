@@ -275,6 +275,11 @@ impl Connection {
                     self.write(Message::Text(frame)).await?;
                 }
             }
+            Outgoing::Exports(frame) => {
+                if self.topics.contains(&Topic::Exports) {
+                    self.write(Message::Text(frame)).await?;
+                }
+            }
             Outgoing::Events(batch) => {
                 let Some(filter) = EventFilter::for_topics(&self.topics) else {
                     return Ok(());
@@ -435,6 +440,10 @@ impl Connection {
             match t {
                 Topic::Kpis => self.subscribe_kpis(),
                 Topic::Alerts => self.subscribe_alerts(),
+                Topic::Exports => self
+                    .st
+                    .hub
+                    .subscribe_exports(&self.sub, &self.principal.subject),
                 Topic::Events | Topic::Errors => {}
             }
         }
@@ -454,7 +463,7 @@ impl Connection {
         let before = EventFilter::for_topics(&self.topics);
         for t in topics {
             self.topics.remove(t);
-            if matches!(t, Topic::Kpis | Topic::Alerts) {
+            if !matches!(t, Topic::Events | Topic::Errors) {
                 self.st.hub.unsubscribe(self.sub.id, *t);
             }
         }
@@ -553,6 +562,10 @@ impl Connection {
             match t {
                 Topic::Kpis => self.subscribe_kpis(),
                 Topic::Alerts => self.subscribe_alerts(),
+                Topic::Exports => self
+                    .st
+                    .hub
+                    .subscribe_exports(&self.sub, &self.principal.subject),
                 Topic::Events | Topic::Errors => {}
             }
         }

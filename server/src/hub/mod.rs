@@ -11,6 +11,8 @@
 //! - `alerts`: a snapshot of the active alerts on subscribe, then one frame
 //!   per transition (see `crate::alerts::view`, which publishes and
 //!   subscribes under its own lock so snapshot and frames never overlap).
+//! - `exports`: progress frames of the subscriber's own export jobs, as they
+//!   happen (no snapshot: `GET /api/exports/{id}` has the current state).
 //!
 //! Frames are serialized once and shared (`Utf8Bytes` clones are cheap).
 //! Fan-out never waits: each subscriber has a bounded queue and `try_send`;
@@ -47,6 +49,8 @@ pub enum Topic {
     Errors,
     /// Active alerts snapshot, then alert transitions.
     Alerts,
+    /// Progress of the subscriber's own export jobs.
+    Exports,
 }
 
 impl Topic {
@@ -67,11 +71,18 @@ impl Topic {
             Topic::Events => "events",
             Topic::Errors => "errors",
             Topic::Alerts => "alerts",
+            Topic::Exports => "exports",
         }
     }
 
     /// Every topic, in the order `hello` lists them.
-    pub const ALL: [Topic; 4] = [Topic::Kpis, Topic::Events, Topic::Errors, Topic::Alerts];
+    pub const ALL: [Topic; 5] = [
+        Topic::Kpis,
+        Topic::Events,
+        Topic::Errors,
+        Topic::Alerts,
+        Topic::Exports,
+    ];
 }
 
 /// Which events an event-feed subscriber receives.
@@ -91,7 +102,7 @@ impl EventFilter {
             match t {
                 Topic::Events => return Some(EventFilter::All),
                 Topic::Errors => out = Some(EventFilter::Errors),
-                Topic::Kpis | Topic::Alerts => {}
+                Topic::Kpis | Topic::Alerts | Topic::Exports => {}
             }
         }
         out
@@ -175,6 +186,8 @@ pub enum Outgoing {
     Events(Arc<[EventFrame]>),
     /// An alerts snapshot or transition frame.
     Alerts(Utf8Bytes),
+    /// An export progress frame.
+    Exports(Utf8Bytes),
 }
 
 /// One serialized alert frame and the sources it covers (for scoping).
@@ -244,6 +257,8 @@ pub struct Hub {
     kpis: Mutex<HashMap<Scope, KpiFeed>>,
     kpi_subs: DashMap<u64, (Arc<Subscriber>, Scope)>,
     alert_subs: DashMap<u64, (Arc<Subscriber>, Scope)>,
+    /// Export subscribers and the token subject whose jobs they may follow.
+    export_subs: DashMap<u64, (Arc<Subscriber>, String)>,
     metrics: Arc<Metrics>,
 }
 
@@ -263,6 +278,7 @@ impl Hub {
             kpis: Mutex::new(HashMap::new()),
             kpi_subs: DashMap::new(),
             alert_subs: DashMap::new(),
+            export_subs: DashMap::new(),
             metrics,
         }
     }
@@ -304,6 +320,7 @@ impl Hub {
                 self.event_subs.remove(&sub.id);
                 self.kpi_subs.remove(&sub.id);
                 self.alert_subs.remove(&sub.id);
+                self.export_subs.remove(&sub.id);
                 self.metrics.ws_resynced.inc();
                 false
             }
@@ -467,6 +484,30 @@ impl Hub {
         self.send(sub, Outgoing::Alerts(frame));
     }
 
+    /// Sends one export progress frame to the `exports` subscribers of
+    /// `owner` (the token subject that started the job).
+    pub fn publish_export(&self, owner: &str, frame: &Value) {
+        if self.export_subs.is_empty() {
+            return;
+        }
+        let frame = Utf8Bytes::from(frame.to_string());
+        let subs: Vec<Arc<Subscriber>> = self
+            .export_subs
+            .iter()
+            .filter(|s| s.value().1 == owner)
+            .map(|s| s.value().0.clone())
+            .collect();
+        for sub in subs {
+            self.send(&sub, Outgoing::Exports(frame.clone()));
+        }
+    }
+
+    /// Registers `sub` on `exports` for the jobs of `subject`.
+    pub fn subscribe_exports(&self, sub: &Arc<Subscriber>, subject: &str) {
+        self.export_subs
+            .insert(sub.id, (sub.clone(), subject.to_string()));
+    }
+
     /// Removes `id` from one topic (`events` and `errors` share the event
     /// feed: removing either removes the registration; the connection
     /// re-registers with the filter of what it still has).
@@ -481,6 +522,9 @@ impl Hub {
             Topic::Alerts => {
                 self.alert_subs.remove(&id);
             }
+            Topic::Exports => {
+                self.export_subs.remove(&id);
+            }
         }
     }
 
@@ -489,6 +533,7 @@ impl Hub {
         self.event_subs.remove(&id);
         self.kpi_subs.remove(&id);
         self.alert_subs.remove(&id);
+        self.export_subs.remove(&id);
     }
 
     /// Subscribers per feed (kpis, events including errors-only).
@@ -520,7 +565,7 @@ mod tests {
     fn seqs(item: Outgoing) -> Vec<i64> {
         match item {
             Outgoing::Events(b) => b.iter().map(|f| f.seq).collect(),
-            Outgoing::Kpis(_) | Outgoing::Alerts(_) => vec![],
+            Outgoing::Kpis(_) | Outgoing::Alerts(_) | Outgoing::Exports(_) => vec![],
         }
     }
 
@@ -566,6 +611,27 @@ mod tests {
         }
         assert!(slow.overflowed());
         assert_eq!(hub.counts().1, 1);
+    }
+
+    #[test]
+    fn export_frames_reach_only_their_owners_exports_subscribers() {
+        let hub = Hub::new(16, Arc::default());
+        let (sub, mut rx) = hub.subscriber(8);
+        let (other, mut other_rx) = hub.subscriber(8);
+        hub.subscribe_exports(&sub, "alice");
+        hub.subscribe_exports(&other, "bob");
+        hub.publish_export(
+            "alice",
+            &json!({"type": "export", "id": "x", "status": "running", "rows": 5}),
+        );
+        match rx.try_recv() {
+            Ok(Outgoing::Exports(f)) => assert!(f.as_str().contains("\"rows\":5")),
+            other => panic!("expected an export frame, got {other:?}"),
+        }
+        assert!(other_rx.try_recv().is_err(), "bob does not see alice's job");
+        hub.unsubscribe(sub.id, Topic::Exports);
+        hub.publish_export("alice", &json!({"type": "export"}));
+        assert!(rx.try_recv().is_err());
     }
 
     #[test]
@@ -659,7 +725,7 @@ mod tests {
         let frames: Vec<Value> = std::iter::from_fn(|| rx.try_recv().ok())
             .map(|o| match o {
                 Outgoing::Kpis(f) => serde_json::from_str(f.as_str()).unwrap_or_default(),
-                Outgoing::Events(_) | Outgoing::Alerts(_) => Value::Null,
+                Outgoing::Events(_) | Outgoing::Alerts(_) | Outgoing::Exports(_) => Value::Null,
             })
             .collect();
         assert_eq!(frames.len(), 2);
