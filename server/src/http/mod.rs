@@ -8,6 +8,7 @@ pub mod drill;
 pub mod export;
 pub mod health;
 pub mod lists;
+pub mod openapi;
 pub mod params;
 pub mod sse;
 pub mod trends;
@@ -48,6 +49,7 @@ pub fn app(state: AppState) -> Router {
             get(export::status).delete(export::remove),
         )
         .route("/api/exports/{id}/download", get(export::download))
+        .route("/openapi.json", get(openapi::serve))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
