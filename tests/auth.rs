@@ -86,8 +86,19 @@ async fn ws_status(server: &TestServer, token: Option<&str>) -> u16 {
     }
 }
 
+/// Status of an SSE request (the stream itself is not read).
+async fn sse_status(server: &TestServer, token: Option<&str>) -> u16 {
+    let mut req = server
+        .http
+        .get(format!("http://{}/api/stream?topics=kpis", server.addr));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.expect("sse").status().as_u16()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_tokens_of_every_kind_are_refused_on_rest_and_ws() {
+async fn bad_tokens_of_every_kind_are_refused_on_rest_ws_and_sse() {
     let db = TestDb::new().await;
     let server = secured_server(&db).await;
     let good = hs(&claims("viewer"), SECRET);
@@ -236,6 +247,11 @@ async fn bad_tokens_of_every_kind_are_refused_on_rest_and_ws() {
             *want,
             "WS {what}"
         );
+        assert_eq!(
+            sse_status(&server, token.as_deref()).await,
+            *want,
+            "SSE {what}"
+        );
     }
     // The WWW-Authenticate header on 401.
     let r = server
@@ -253,6 +269,7 @@ async fn bad_tokens_of_every_kind_are_refused_on_rest_and_ws() {
     let rs_good = rs(&claims("viewer"), "rsa_private.pem", None);
     assert_eq!(server.get_as("/api/kpis", Some(&rs_good)).await.0, 200);
     assert_eq!(ws_status(&server, Some(&rs_good)).await, 101);
+    assert_eq!(sse_status(&server, Some(&rs_good)).await, 200);
     let url = format!("ws://{}/ws?access_token={good}", server.addr);
     assert!(
         Ws::connect_with(&url, None).await.is_ok(),
