@@ -171,6 +171,7 @@ function route() {
   const isConsole = currentRoute.route.length > 0 && showConsole(currentRoute);
   wall.hidden = isConsole;
   consoleRoot.hidden = !isConsole;
+  document.body.dataset.view = isConsole ? 'console' : 'wall';
   const here = isConsole ? currentRoute.route[0] : 'wall';
   for (const a of document.querySelectorAll('.views a')) {
     if (a.dataset.view === here || (here === 'record' && a.dataset.view === 'records')) a.setAttribute('aria-current', 'page');

@@ -85,6 +85,7 @@ test('wallboard tiles follow committed rows within 2 s and equal /api/kpis', asy
     return Number(t.received) === before + 7 && t.errors === '1' && t.rejected === '1' && t.normalized === '4';
   }, { timeout: 2000, what: 'tiles to show the committed rows' });
   const latency = Date.now() - t0;
+  console.log(`# tiles updated ${latency} ms after the first statement`);
   assert.ok(latency <= 2000, `tiles updated after ${latency} ms`);
 
   // Equal to the REST figures of the same window (nothing else writes).
@@ -93,6 +94,9 @@ test('wallboard tiles follow committed rows within 2 s and equal /api/kpis', asy
   const shown = await tiles(page);
   for (const k of TILE_KEYS) {
     assert.equal(shown[k], String(api.total[k]), `tile ${k}`);
+  }
+  for (const p of ['p50', 'p95', 'p99']) {
+    assert.equal(shown[`lag_${p}`], String(api.total.lag_ms[p]), `tile lag_${p}`);
   }
   assert.equal(shown.received, '7');
   assert.equal(shown.backlog, '2');

@@ -45,6 +45,9 @@ export function psql(url, sql) {
 }
 
 export class Env {
+  static all = new Set();
+  static reaper = false;
+
   static async create() {
     const env = new Env();
     env.dbName = `iw_browser_${process.pid}_${Date.now()}`;
@@ -77,6 +80,12 @@ export class Env {
     });
     for (const s of [child.stdout, child.stderr]) s.on('data', (d) => this.logs.push(String(d)));
     this.child = child;
+    if (!Env.reaper) {
+      // never leave a server behind, even when the test process dies
+      Env.reaper = true;
+      process.on('exit', () => { for (const e of Env.all) e.child?.kill('SIGKILL'); });
+    }
+    Env.all.add(this);
     const deadline = Date.now() + 20_000;
     for (;;) {
       if (child.exitCode !== null) throw new Error(`server exited ${child.exitCode}:\n${this.logs.join('')}`);
