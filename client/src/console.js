@@ -13,7 +13,7 @@ export const LISTS = {
     title: 'Runs',
     filters: [txt('source', 'Source'), sel('status', 'Status', ['running', 'succeeded', 'failed', 'partial'])],
     columns: [
-      ['id', 'Run', (r) => link(`#/records?run=${r.id}`, `#${r.id}`, `Records of run ${r.id}`)],
+      ['id', 'Run', (r) => link(`#/run/${r.id}`, `#${r.id}`, `Run ${r.id}`)],
       ['source', 'Source'], ['status', 'Status'], ['started_at', 'Started', time],
       ['duration_ms', 'Duration', (r) => fmtDuration(r.duration_ms), 'n'],
       ['records_received', 'Received', null, 'n'], ['records_normalized', 'Normalized', null, 'n'],
@@ -34,7 +34,8 @@ export const LISTS = {
   errors: {
     title: 'Errors',
     filters: [txt('source', 'Source'), sel('severity', 'Severity', ['error', 'warning']),
-      sel('stage', 'Stage', ['fetch', 'validate', 'normalize', 'load']), txt('code', 'Code'), txt('q', 'Message contains')],
+      sel('stage', 'Stage', ['fetch', 'validate', 'normalize', 'load']), txt('code', 'Code'), txt('q', 'Message contains'),
+      txt('run', 'Run id')],
     columns: [
       ['occurred_at', 'Time', time], ['source', 'Source'], ['severity', 'Severity'], ['stage', 'Stage'],
       ['code', 'Code'], ['message', 'Message'],
@@ -54,7 +55,7 @@ function el(tag, props = {}, ...kids) {
   e.append(...kids.filter((k) => k != null));
   return e;
 }
-function link(href, text, label) { return el('a', { href, 'aria-label': label }, text); }
+function link(href, text, label) { return el('a', label ? { href, 'aria-label': label } : { href }, text); }
 function time(r, key) {
   const t = parseTime(r[key]);
   if (t == null) return DASH;
@@ -209,7 +210,7 @@ export function createConsole({ root, getToken, onAuthError }) {
       ? el('ul', { className: 'errlist' }, ...body.errors.map((e) => el('li', { dataset: { code: e.code } },
         el('b', { dataset: { tone: e.severity === 'error' ? 'bad' : 'warn' } }, `${e.severity} · ${e.stage} · ${e.code}`), ` ${e.message}`)))
       : el('p', { className: 'empty' }, 'No errors.');
-    const meta = dl([['record', `#${rec.id}`], ['run', rec.run_id == null ? DASH : link(`#/records?run=${rec.run_id}`, `#${rec.run_id}`, `Records of run ${rec.run_id}`)],
+    const meta = dl([['record', `#${rec.id}`], ['run', rec.run_id == null ? DASH : link(`#/run/${rec.run_id}`, `#${rec.run_id}`, `Run ${rec.run_id}`)],
       ['received_at', time(rec, 'received_at')], ['processed_at', time(rec, 'processed_at')]]);
     root.append(el('div', { className: 'drill' },
       el('section', { className: 'panel', 'aria-labelledby': 'raw-h' },
@@ -220,11 +221,50 @@ export function createConsole({ root, getToken, onAuthError }) {
         el('h3', {}, 'Record'), meta)));
   }
 
+  async function renderRun(id) {
+    const my = ++gen;
+    const status = el('p', { className: 'list-status', role: 'status' }, 'Loading…');
+    root.replaceChildren(el('div', { className: 'console-head' }, el('h2', {}, `Run #${id}`)), status);
+    let body;
+    try {
+      body = await (await api(`/api/runs/${encodeURIComponent(id)}`)).json();
+    } catch (e) {
+      if (my === gen) status.textContent = `Could not load run ${id}: ${e.message}`;
+      return;
+    }
+    if (my !== gen) return;
+    const { run, error_summary: summary, timeline: tl } = body;
+    status.textContent = `${run.source} · ${run.status}`;
+    const dl = (pairs) => el('dl', { className: 'kv' }, ...pairs.flatMap(([k, v]) => [el('dt', {}, k), el('dd', { dataset: { field: k } }, v)]));
+    const figures = dl([['status', run.status], ['duration', fmtDuration(run.duration_ms)],
+      ['received', show(run.records_received)], ['normalized', show(run.records_normalized)],
+      ['rejected', show(run.records_rejected)], ['pending', show(run.records_pending)],
+      ['errors', show(run.errors)], ['warnings', show(run.warnings)]]);
+    const timeline = dl([['started_at', time(tl, 'started_at')], ['first_record_at', time(tl, 'first_record_at')],
+      ['last_record_at', time(tl, 'last_record_at')], ['finished_at', time(tl, 'finished_at')]]);
+    const sumTable = summary.length
+      ? el('table', { className: 'list', id: 'error-summary' },
+        el('thead', {}, el('tr', {}, ...['Code', 'Severity', 'Count', 'First', 'Last'].map((h, i) => el('th', { scope: 'col', className: i === 2 ? 'n' : '' }, h)))),
+        el('tbody', {}, ...summary.map((e) => el('tr', { dataset: { code: e.code } },
+          el('td', {}, link(`#/errors?run=${run.id}&code=${encodeURIComponent(e.code)}`, e.code, `Errors ${e.code} of run ${run.id}`)),
+          el('td', {}, e.severity), el('td', { className: 'n' }, show(e.count)),
+          el('td', {}, time(e, 'first_at')), el('td', {}, time(e, 'last_at'))))))
+      : el('p', { className: 'empty' }, 'No errors.');
+    root.append(
+      el('p', { className: 'links' }, link(`#/records?run=${run.id}`, 'Records of this run', null),
+        ' · ', link(`#/errors?run=${run.id}`, 'Errors of this run', null)),
+      el('div', { className: 'drill' },
+        el('section', { className: 'panel', 'aria-labelledby': 'run-h' }, el('h3', { id: 'run-h' }, 'Figures'), figures,
+          el('h3', {}, 'Timeline'), timeline),
+        el('section', { className: 'panel', 'aria-labelledby': 'sum-h' }, el('h3', { id: 'sum-h' }, 'Error summary'), sumTable)));
+  }
+
   /** Shows the view of `route` (from parseRoute); false when it is not a console route. */
   return function route({ route: r, params }) {
     const [head, arg] = r;
     if (LISTS[head] && !arg) { renderList(head, params); return true; }
     if (head === 'record' && /^\d+$/.test(arg || '')) { renderRecord(arg); return true; }
+    if (head === 'run' && /^\d+$/.test(arg || '')) { renderRun(arg); return true; }
     return false;
   };
 }

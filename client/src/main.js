@@ -4,6 +4,7 @@ import { connect, wsUrl } from './ws.js';
 import { applyMergePatch } from './mergepatch.js';
 import { createView } from './view.js';
 import { createConsole, parseRoute } from './console.js';
+import { fmtClock, fmtUtc } from './format.js';
 
 const WINDOWS = ['1m', '5m', '1h', '24h'];
 const DEFAULT_WINDOW = '5m';
@@ -156,6 +157,23 @@ const hashToken = readHash();
 let token = hashToken;
 if (!token) { try { token = sessionStorage.getItem(TOKEN_KEY); } catch { token = null; } }
 
+// ---- who is signed in (claims read for display only; the server verifies) --
+function showWho() {
+  const who = document.getElementById('who');
+  let claims = null;
+  try {
+    const part = (token || '').split('.')[1];
+    claims = JSON.parse(atob(part.replace(/-/g, '+').replace(/_/g, '/')));
+  } catch { /* no token or not a JWT */ }
+  if (!claims || typeof claims !== 'object') { who.textContent = 'not signed in'; who.title = ''; return; }
+  const exp = Number.isFinite(claims.exp) ? claims.exp * 1000 : null;
+  const role = typeof claims.role === 'string' ? claims.role : '';
+  who.textContent = [claims.sub, role].filter(Boolean).join(' · ');
+  who.title = exp ? `expires ${fmtClock(exp)} (${fmtUtc(exp)})` : '';
+  who.dataset.role = role;
+}
+showWho();
+
 // ---- views: wallboard (no route) or an ops console route -------------------
 const wall = document.getElementById('app');
 const consoleRoot = document.getElementById('console');
@@ -174,13 +192,14 @@ function route() {
   document.body.dataset.view = isConsole ? 'console' : 'wall';
   const here = isConsole ? currentRoute.route[0] : 'wall';
   for (const a of document.querySelectorAll('.views a')) {
-    if (a.dataset.view === here || (here === 'record' && a.dataset.view === 'records')) a.setAttribute('aria-current', 'page');
+    const section = { record: 'records', run: 'runs' }[here] || here;
+    if (a.dataset.view === section) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
 }
 addEventListener('hashchange', () => {
   const t = readHash();
-  if (t) token = t;
+  if (t) { token = t; showWho(); }
   route();
   schedule();
 });

@@ -69,6 +69,8 @@ test('wallboard tiles follow committed rows within 2 s and equal /api/kpis', asy
   const page = await newPage(browser);
   await openWall(page);
   assert.ok(!page.url().includes('token='), 'the token is taken out of the URL');
+  assert.equal(await page.getAttribute('#who', 'data-role'), 'operator');
+  assert.match(await page.getAttribute('#who', 'title'), /^expires \d\d:\d\d:\d\d \(.* UTC\)$/);
   const before = Number((await tiles(page)).received || 0);
 
   const t0 = Date.now();
@@ -149,7 +151,8 @@ test('accessibility: axe-core finds no serious or critical violations', async ()
   // DevTools protocol (page.evaluate), not injected as a <script>.
   await page.evaluate(readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8'));
   const views = [['wallboard', null, '#app'], ['runs', '#/runs', 'table[data-list="runs"] tbody tr'],
-    ['errors', '#/errors', 'table[data-list="errors"] tbody tr'], ['record', '#/record/1', '#raw-json']];
+    ['errors', '#/errors', 'table[data-list="errors"] tbody tr'], ['record', '#/record/1', '#raw-json'],
+    ['run', '#/run/1', '#error-summary']];
   for (const [name, hash, ready] of views) {
     if (hash) await page.evaluate((h) => { location.hash = h; }, hash);
     await page.waitForSelector(ready);
@@ -283,7 +286,13 @@ test('runs list deep link filters by source and links to the run\'s records', as
   const sources = await page.$$eval('table[data-list="runs"] td[data-col="source"]', (t) => t.map((x) => x.textContent));
   assert.ok(sources.length > 0 && sources.every((s) => s === 'erp'), sources.join());
   assert.equal(await page.inputValue('#f-runs-source'), 'erp');
+  const runId = await page.getAttribute('table[data-list="runs"] tbody tr:first-child', 'data-id');
   await page.click('table[data-list="runs"] tbody tr:first-child td[data-col="id"] a');
+  await page.waitForSelector('#error-summary [data-code="cost_rounded"]');
+  assert.equal(new URL(page.url()).hash, `#/run/${runId}`);
+  assert.equal(await page.textContent('dd[data-field="received"]'), '1');
+  assert.equal(await page.textContent('#error-summary [data-code="cost_rounded"] td.n'), '1');
+  await page.click('text=Records of this run');
   await page.waitForSelector('table[data-list="records"] tbody tr');
   assert.match(new URL(page.url()).hash, /^#\/records\?run=\d+$/);
   assert.deepEqual(page.problems, []);
