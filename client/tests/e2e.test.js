@@ -137,7 +137,9 @@ test('screenshots of the wallboard, dark and light', async () => {
     await page.addInitScript((s) => localStorage.setItem('ingestwatch.theme', s), scheme);
     await openWall(page);
     await until(async () => (await tiles(page)).received !== '', { what: 'figures' });
-    await sleep(300);
+    commitBatch(2, { source: scheme === 'dark' ? 'crm' : 'erp' }); // something in the event feed
+    await page.waitForSelector('#feed tbody tr');
+    await sleep(1800); // let the row flash fade
     await page.screenshot({ path: path.join(SHOTS, `wallboard-${scheme}.png`) });
     assert.deepEqual(page.problems, []);
     await page.context().close();
