@@ -3,6 +3,8 @@
 import { connect, wsUrl } from './ws.js';
 import { applyMergePatch } from './mergepatch.js';
 import { createView } from './view.js';
+import { createConsole, parseRoute } from './console.js';
+import { fmtClock, fmtUtc } from './format.js';
 
 const WINDOWS = ['1m', '5m', '1h', '24h'];
 const DEFAULT_WINDOW = '5m';
@@ -36,24 +38,33 @@ function schedule() {
   if (!frame) frame = requestAnimationFrame(() => { frame = 0; render(state, Date.now()); });
 }
 
-// ---- URL hash: #window=5m (token / access_token are taken out) -------------
+// ---- URL hash: #window=5m (wallboard) or #/runs?source=crm (console) -----
+// token / access_token are taken out of it.
+let currentRoute = parseRoute(location.hash);
 function readHash() {
-  const p = new URLSearchParams(location.hash.slice(1));
+  currentRoute = parseRoute(location.hash);
+  const p = currentRoute.params;
   const token = p.get('access_token') || p.get('token');
   if (token) {
     try { sessionStorage.setItem(TOKEN_KEY, token); } catch { /* ignore */ }
   }
   const w = p.get('window');
-  state.window = WINDOWS.includes(w) ? w : DEFAULT_WINDOW;
+  if (currentRoute.route.length === 0) state.window = WINDOWS.includes(w) ? w : DEFAULT_WINDOW;
   writeHash();
   return token;
 }
 function writeHash() {
-  const p = new URLSearchParams(location.hash.slice(1));
+  const { route, params } = currentRoute;
+  const p = new URLSearchParams(params);
   p.delete('token');
   p.delete('access_token');
-  p.set('window', state.window);
-  const hash = `#${p}`;
+  let hash;
+  if (route.length === 0) {
+    p.set('window', state.window);
+    hash = `#${p}`;
+  } else {
+    hash = `#/${route.join('/')}${p.toString() ? `?${p}` : ''}`;
+  }
   if (location.hash !== hash) history.replaceState(history.state, '', hash);
 }
 function selectWindow(w) {
@@ -146,7 +157,53 @@ const hashToken = readHash();
 let token = hashToken;
 if (!token) { try { token = sessionStorage.getItem(TOKEN_KEY); } catch { token = null; } }
 
-addEventListener('hashchange', () => { readHash(); schedule(); });
+// ---- who is signed in (claims read for display only; the server verifies) --
+function showWho() {
+  const who = document.getElementById('who');
+  let claims = null;
+  try {
+    const part = (token || '').split('.')[1];
+    claims = JSON.parse(atob(part.replace(/-/g, '+').replace(/_/g, '/')));
+  } catch { /* no token or not a JWT */ }
+  if (!claims || typeof claims !== 'object') { who.textContent = 'not signed in'; who.title = ''; return; }
+  const exp = Number.isFinite(claims.exp) ? claims.exp * 1000 : null;
+  const role = typeof claims.role === 'string' ? claims.role : '';
+  who.textContent = [claims.sub, role].filter(Boolean).join(' · ');
+  who.title = exp ? `expires ${fmtClock(exp)} (${fmtUtc(exp)})` : '';
+  who.dataset.role = role;
+}
+showWho();
+
+// ---- views: wallboard (no route) or an ops console route -------------------
+const wall = document.getElementById('app');
+const consoleRoot = document.getElementById('console');
+const showConsole = createConsole({
+  root: consoleRoot,
+  getToken: () => token,
+  onAuthError: (status) => {
+    toast(status === 401 ? 'Signed out: open the link with a valid token.' : 'Not allowed (operator role required).');
+    schedule();
+  },
+});
+function route() {
+  const isConsole = currentRoute.route.length > 0 && showConsole(currentRoute);
+  wall.hidden = isConsole;
+  consoleRoot.hidden = !isConsole;
+  document.body.dataset.view = isConsole ? 'console' : 'wall';
+  const here = isConsole ? currentRoute.route[0] : 'wall';
+  for (const a of document.querySelectorAll('.views a')) {
+    const section = { record: 'records', run: 'runs' }[here] || here;
+    if (a.dataset.view === section) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+}
+addEventListener('hashchange', () => {
+  const t = readHash();
+  if (t) { token = t; showWho(); }
+  route();
+  schedule();
+});
+route();
 document.querySelector('.windows').addEventListener('click', (e) => {
   const b = e.target.closest('[data-window]');
   if (b) selectWindow(b.dataset.window);

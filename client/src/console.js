@@ -1,0 +1,270 @@
+// Ops console: hash routes `#/runs`, `#/records`, `#/errors` (lists with the
+// API's filters, paging and CSV export) and `#/record/{id}` (raw JSON side by
+// side with the normalized meeting and its errors). REST with the bearer token.
+
+import { DASH, fmtCount, fmtDuration, fmtUtc, parseTime } from './format.js';
+import { prettyJson } from './prettyjson.js';
+
+const sel = (name, label, options) => ({ name, label, options: ['', ...options] });
+const txt = (name, label) => ({ name, label });
+
+export const LISTS = {
+  runs: {
+    title: 'Runs',
+    filters: [txt('source', 'Source'), sel('status', 'Status', ['running', 'succeeded', 'failed', 'partial'])],
+    columns: [
+      ['id', 'Run', (r) => link(`#/run/${r.id}`, `#${r.id}`, `Run ${r.id}`)],
+      ['source', 'Source'], ['status', 'Status'], ['started_at', 'Started', time],
+      ['duration_ms', 'Duration', (r) => fmtDuration(r.duration_ms), 'n'],
+      ['records_received', 'Received', null, 'n'], ['records_normalized', 'Normalized', null, 'n'],
+      ['records_rejected', 'Rejected', null, 'n'], ['records_pending', 'Pending', null, 'n'],
+      ['errors', 'Errors', null, 'n'], ['warnings', 'Warnings', null, 'n'],
+    ],
+  },
+  records: {
+    title: 'Records',
+    filters: [txt('source', 'Source'), sel('status', 'Status', ['pending', 'normalized', 'rejected']),
+      txt('run', 'Run id'), txt('external_id', 'External id')],
+    columns: [
+      ['id', 'Record', (r) => link(`#/record/${r.id}`, `#${r.id}`, `Record ${r.id}`)],
+      ['source', 'Source'], ['external_id', 'External id'], ['status', 'Status'],
+      ['received_at', 'Received', time], ['processed_at', 'Processed', time], ['run_id', 'Run', null, 'n'],
+    ],
+  },
+  errors: {
+    title: 'Errors',
+    filters: [txt('source', 'Source'), sel('severity', 'Severity', ['error', 'warning']),
+      sel('stage', 'Stage', ['fetch', 'validate', 'normalize', 'load']), txt('code', 'Code'), txt('q', 'Message contains'),
+      txt('run', 'Run id')],
+    columns: [
+      ['occurred_at', 'Time', time], ['source', 'Source'], ['severity', 'Severity'], ['stage', 'Stage'],
+      ['code', 'Code'], ['message', 'Message'],
+      ['raw_record_id', 'Record', (r) => (r.raw_record_id == null ? DASH
+        : link(`#/record/${r.raw_record_id}`, `#${r.raw_record_id}`, `Record ${r.raw_record_id}`))],
+    ],
+  },
+};
+
+function el(tag, props = {}, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === 'dataset') Object.assign(e.dataset, v);
+    else if (k in e) e[k] = v;
+    else e.setAttribute(k, v);
+  }
+  e.append(...kids.filter((k) => k != null));
+  return e;
+}
+function link(href, text, label) { return el('a', label ? { href, 'aria-label': label } : { href }, text); }
+function time(r, key) {
+  const t = parseTime(r[key]);
+  if (t == null) return DASH;
+  return el('time', { datetime: r[key], title: fmtUtc(t) }, new Date(t).toLocaleString());
+}
+function show(v) {
+  if (v == null || v === '') return DASH;
+  return typeof v === 'number' ? fmtCount(v) : String(v);
+}
+
+/** Parses `#/runs?source=crm` into { route: ['runs'], params }. */
+export function parseRoute(hash) {
+  const h = hash.replace(/^#/, '');
+  if (!h.startsWith('/')) return { route: [], params: new URLSearchParams(h) };
+  const q = h.indexOf('?');
+  const p = q < 0 ? h : h.slice(0, q);
+  return { route: p.split('/').filter(Boolean), params: new URLSearchParams(q < 0 ? '' : h.slice(q + 1)) };
+}
+
+export function createConsole({ root, getToken, onAuthError }) {
+  let gen = 0; // drops answers of views that were left
+
+  async function api(path, opts = {}) {
+    const r = await fetch(path, { headers: { authorization: `Bearer ${getToken() || ''}`, ...opts.headers } });
+    if (r.status === 401 || r.status === 403) onAuthError?.(r.status);
+    if (!r.ok) {
+      let msg = `${r.status}`;
+      try { msg = (await r.json()).error?.message || msg; } catch { /* not JSON */ }
+      throw new Error(msg);
+    }
+    return r;
+  }
+
+  function filterQuery(spec, params) {
+    const q = new URLSearchParams();
+    for (const f of spec.filters) {
+      const v = params.get(f.name);
+      if (v) q.set(f.name, v);
+    }
+    return q;
+  }
+
+  function renderList(kind, params) {
+    const spec = LISTS[kind];
+    const my = ++gen;
+    const q = filterQuery(spec, params);
+    const form = el('form', { className: 'filters', 'aria-label': `${spec.title} filters` });
+    for (const f of spec.filters) {
+      const id = `f-${kind}-${f.name}`;
+      const input = f.options
+        ? el('select', { id, name: f.name }, ...f.options.map((o) => el('option', { value: o }, o || 'any')))
+        : el('input', { id, name: f.name, type: 'search', autocomplete: 'off', spellcheck: false });
+      input.value = q.get(f.name) || '';
+      form.append(el('label', { htmlFor: id }, f.label, input));
+    }
+    form.append(el('button', { type: 'submit' }, 'Apply'));
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const next = new URLSearchParams();
+      for (const [k, v] of new FormData(form)) if (String(v).trim()) next.set(k, String(v).trim());
+      const s = next.toString();
+      location.hash = `#/${kind}${s ? `?${s}` : ''}`;
+    });
+    form.addEventListener('change', (e) => { if (e.target.tagName === 'SELECT') form.requestSubmit(); });
+
+    const status = el('p', { className: 'list-status', role: 'status' }, 'Loading…');
+    const exportBtn = el('button', { type: 'button', className: 'export', dataset: { export: kind } }, 'Export CSV');
+    exportBtn.addEventListener('click', () => exportCsv(kind, q, status));
+    const thead = el('thead', {}, el('tr', {}, ...spec.columns.map(([, label, , cls]) => el('th', { scope: 'col', className: cls || '' }, label))));
+    const tbody = el('tbody');
+    const table = el('table', { className: 'list', dataset: { list: kind } }, thead, tbody);
+    const more = el('button', { type: 'button', className: 'more', hidden: true }, 'Load more');
+    let cursor = null;
+
+    async function load() {
+      const page = new URLSearchParams(q);
+      page.set('limit', '100');
+      if (cursor) page.set('cursor', cursor);
+      more.disabled = true;
+      try {
+        const body = await (await api(`/api/${kind}?${page}`)).json();
+        if (my !== gen) return;
+        for (const r of body.items) {
+          tbody.append(el('tr', { dataset: { id: String(r.id) } }, ...spec.columns.map(([key, , fmt, cls]) => {
+            const v = fmt ? fmt(r, key) : show(r[key]);
+            return el('td', { className: cls || '', dataset: { col: key } }, v);
+          })));
+        }
+        cursor = body.next_cursor;
+        more.hidden = !cursor;
+        status.textContent = `${tbody.rows.length} ${kind}${cursor ? ' (more available)' : ''}`;
+      } catch (e) {
+        if (my === gen) status.textContent = `Could not load ${kind}: ${e.message}`;
+      } finally {
+        more.disabled = false;
+      }
+    }
+    more.addEventListener('click', load);
+
+    root.replaceChildren(
+      el('div', { className: 'console-head' }, el('h2', {}, spec.title), exportBtn),
+      form, status,
+      el('div', { className: 'panel list-panel' }, el('div', { className: 'scroll' }, table), more),
+    );
+    load();
+  }
+
+  async function exportCsv(kind, q, status) {
+    try {
+      const r = await api(`/api/export/${kind}.csv${q.toString() ? `?${q}` : ''}`);
+      const blob = await r.blob();
+      const url = URL.createObjectURL(blob);
+      const a = el('a', { href: url, download: `${kind}.csv`, hidden: true });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10_000);
+      status.textContent = `Exported ${kind}.csv (${fmtCount(blob.size)} bytes)`;
+    } catch (e) {
+      status.textContent = `Export failed: ${e.message}`;
+    }
+  }
+
+  async function renderRecord(id) {
+    const my = ++gen;
+    const status = el('p', { className: 'list-status', role: 'status' }, 'Loading…');
+    root.replaceChildren(el('div', { className: 'console-head' }, el('h2', {}, `Record #${id}`)), status);
+    let body;
+    try {
+      body = await (await api(`/api/records/${encodeURIComponent(id)}`)).json();
+    } catch (e) {
+      if (my === gen) status.textContent = `Could not load record ${id}: ${e.message}`;
+      return;
+    }
+    if (my !== gen) return;
+    const rec = body.record;
+    status.textContent = `${rec.source} · ${rec.external_id ?? DASH} · ${rec.status}`;
+
+    const raw = body.payload_redacted ? 'payload hidden (operator role required)' : prettyJson(body.payload_text ?? '');
+    const pre = el('pre', { id: 'raw-json', className: 'json', tabIndex: 0, 'aria-label': 'Raw JSON payload' }, raw);
+    const copy = el('button', { type: 'button' }, 'Copy');
+    copy.addEventListener('click', async () => {
+      try { await navigator.clipboard.writeText(body.payload_text ?? ''); copy.textContent = 'Copied'; } catch { copy.textContent = 'Copy failed'; }
+    });
+    const dl = (pairs) => el('dl', { className: 'kv' }, ...pairs.flatMap(([k, v]) => [el('dt', {}, k), el('dd', { dataset: { field: k } }, v)]));
+    const m = body.meeting;
+    const meeting = m
+      ? dl([['title', show(m.title)], ['starts_at', time(m, 'starts_at')], ['ends_at', time(m, 'ends_at')],
+        ['organizer', show(m.organizer)], ['attendee_count', show(m.attendee_count)]])
+      : el('p', { className: 'empty' }, 'Not normalized.');
+    const errs = body.errors.length
+      ? el('ul', { className: 'errlist' }, ...body.errors.map((e) => el('li', { dataset: { code: e.code } },
+        el('b', { dataset: { tone: e.severity === 'error' ? 'bad' : 'warn' } }, `${e.severity} · ${e.stage} · ${e.code}`), ` ${e.message}`)))
+      : el('p', { className: 'empty' }, 'No errors.');
+    const meta = dl([['record', `#${rec.id}`], ['run', rec.run_id == null ? DASH : link(`#/run/${rec.run_id}`, `#${rec.run_id}`, `Run ${rec.run_id}`)],
+      ['received_at', time(rec, 'received_at')], ['processed_at', time(rec, 'processed_at')]]);
+    root.append(el('div', { className: 'drill' },
+      el('section', { className: 'panel', 'aria-labelledby': 'raw-h' },
+        el('div', { className: 'panel-head' }, el('h3', { id: 'raw-h' }, 'Raw JSON'), copy), pre),
+      el('section', { className: 'panel', 'aria-labelledby': 'norm-h' },
+        el('h3', { id: 'norm-h' }, 'Normalized meeting'), el('div', { id: 'meeting' }, meeting),
+        el('h3', {}, 'Errors'), el('div', { id: 'record-errors' }, errs),
+        el('h3', {}, 'Record'), meta)));
+  }
+
+  async function renderRun(id) {
+    const my = ++gen;
+    const status = el('p', { className: 'list-status', role: 'status' }, 'Loading…');
+    root.replaceChildren(el('div', { className: 'console-head' }, el('h2', {}, `Run #${id}`)), status);
+    let body;
+    try {
+      body = await (await api(`/api/runs/${encodeURIComponent(id)}`)).json();
+    } catch (e) {
+      if (my === gen) status.textContent = `Could not load run ${id}: ${e.message}`;
+      return;
+    }
+    if (my !== gen) return;
+    const { run, error_summary: summary, timeline: tl } = body;
+    status.textContent = `${run.source} · ${run.status}`;
+    const dl = (pairs) => el('dl', { className: 'kv' }, ...pairs.flatMap(([k, v]) => [el('dt', {}, k), el('dd', { dataset: { field: k } }, v)]));
+    const figures = dl([['status', run.status], ['duration', fmtDuration(run.duration_ms)],
+      ['received', show(run.records_received)], ['normalized', show(run.records_normalized)],
+      ['rejected', show(run.records_rejected)], ['pending', show(run.records_pending)],
+      ['errors', show(run.errors)], ['warnings', show(run.warnings)]]);
+    const timeline = dl([['started_at', time(tl, 'started_at')], ['first_record_at', time(tl, 'first_record_at')],
+      ['last_record_at', time(tl, 'last_record_at')], ['finished_at', time(tl, 'finished_at')]]);
+    const sumTable = summary.length
+      ? el('table', { className: 'list', id: 'error-summary' },
+        el('thead', {}, el('tr', {}, ...['Code', 'Severity', 'Count', 'First', 'Last'].map((h, i) => el('th', { scope: 'col', className: i === 2 ? 'n' : '' }, h)))),
+        el('tbody', {}, ...summary.map((e) => el('tr', { dataset: { code: e.code } },
+          el('td', {}, link(`#/errors?run=${run.id}&code=${encodeURIComponent(e.code)}`, e.code, `Errors ${e.code} of run ${run.id}`)),
+          el('td', {}, e.severity), el('td', { className: 'n' }, show(e.count)),
+          el('td', {}, time(e, 'first_at')), el('td', {}, time(e, 'last_at'))))))
+      : el('p', { className: 'empty' }, 'No errors.');
+    root.append(
+      el('p', { className: 'links' }, link(`#/records?run=${run.id}`, 'Records of this run', null),
+        ' · ', link(`#/errors?run=${run.id}`, 'Errors of this run', null)),
+      el('div', { className: 'drill' },
+        el('section', { className: 'panel', 'aria-labelledby': 'run-h' }, el('h3', { id: 'run-h' }, 'Figures'), figures,
+          el('h3', {}, 'Timeline'), timeline),
+        el('section', { className: 'panel', 'aria-labelledby': 'sum-h' }, el('h3', { id: 'sum-h' }, 'Error summary'), sumTable)));
+  }
+
+  /** Shows the view of `route` (from parseRoute); false when it is not a console route. */
+  return function route({ route: r, params }) {
+    const [head, arg] = r;
+    if (LISTS[head] && !arg) { renderList(head, params); return true; }
+    if (head === 'record' && /^\d+$/.test(arg || '')) { renderRecord(arg); return true; }
+    if (head === 'run' && /^\d+$/.test(arg || '')) { renderRun(arg); return true; }
+    return false;
+  };
+}

@@ -1,0 +1,146 @@
+// Test harness for the browser tests: a fresh database on the PostgreSQL of
+// $DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres),
+// migrated with the real binary; the real server on a free port; a token
+// minted by `ingestwatch token`; psql for pipeline writes; Debian chromium
+// driven by playwright-core. Nothing is built here (scripts/browser-tests.sh
+// runs `cargo build` first).
+
+import { spawn, execFileSync } from 'node:child_process';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const BIN = process.env.INGESTWATCH_BIN || path.join(ROOT, 'target/debug/ingestwatch');
+const ADMIN_URL = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
+const SECRET = 'browser-tests-secret-0123456789abcdef';
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.unref();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function dbUrl(name) {
+  const u = new URL(ADMIN_URL);
+  u.pathname = `/${name}`;
+  return u.href;
+}
+
+/** Runs SQL through psql against `url`; returns stdout (tuples only, unaligned). */
+export function psql(url, sql) {
+  return execFileSync('psql', [url, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-A', '-t', '-c', sql], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  }).trim();
+}
+
+export class Env {
+  static all = new Set();
+  static reaper = false;
+
+  static async create() {
+    const env = new Env();
+    env.dbName = `iw_browser_${process.pid}_${Date.now()}`;
+    psql(ADMIN_URL, `create database ${env.dbName}`);
+    env.url = dbUrl(env.dbName);
+    execFileSync(BIN, ['migrate'], { env: { ...process.env, DATABASE_URL: env.url }, stdio: ['ignore', 'ignore', 'pipe'] });
+    env.port = await freePort();
+    env.base = `http://127.0.0.1:${env.port}`;
+    env.token = execFileSync(BIN, ['token', '--role', 'operator', '--ttl', '2h'], {
+      env: { ...process.env, INGESTWATCH_JWT_SECRET: SECRET }, encoding: 'utf8',
+    }).trim().split(/\s+/).pop();
+    env.logs = [];
+    await env.start();
+    return env;
+  }
+
+  /** Starts (or restarts) the server on the same port and waits for /readyz. */
+  async start() {
+    const child = spawn(BIN, ['serve'], {
+      env: {
+        ...process.env,
+        DATABASE_URL: this.url,
+        INGESTWATCH_LISTEN: `127.0.0.1:${this.port}`,
+        INGESTWATCH_JWT_SECRET: SECRET,
+        INGESTWATCH_LOG_FORMAT: 'text',
+        RUST_LOG: process.env.RUST_LOG || 'warn',
+        ...(process.env.INGESTWATCH_CLIENT_DIR ? { INGESTWATCH_CLIENT_DIR: process.env.INGESTWATCH_CLIENT_DIR } : {}),
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    for (const s of [child.stdout, child.stderr]) s.on('data', (d) => this.logs.push(String(d)));
+    this.child = child;
+    if (!Env.reaper) {
+      // never leave a server behind, even when the test process dies
+      Env.reaper = true;
+      process.on('exit', () => { for (const e of Env.all) e.child?.kill('SIGKILL'); });
+    }
+    Env.all.add(this);
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`server exited ${child.exitCode}:\n${this.logs.join('')}`);
+      try {
+        const r = await fetch(`${this.base}/readyz`);
+        if (r.ok) return;
+      } catch { /* not listening yet */ }
+      if (Date.now() > deadline) throw new Error(`server not ready:\n${this.logs.join('')}`);
+      await sleep(100);
+    }
+  }
+
+  /** SIGKILLs the server (no graceful close frames) and waits for it to exit. */
+  async kill() {
+    const c = this.child;
+    if (!c || c.exitCode !== null || c.signalCode) return;
+    const done = new Promise((r) => c.once('exit', r));
+    c.kill('SIGKILL');
+    await done;
+  }
+
+  sql(q) { return psql(this.url, q); }
+
+  async api(p, init = {}) {
+    const r = await fetch(`${this.base}${p}`, {
+      ...init, headers: { authorization: `Bearer ${this.token}`, ...(init.headers || {}) },
+    });
+    if (!r.ok) throw new Error(`${p}: ${r.status} ${await r.text()}`);
+    return (r.headers.get('content-type') || '').includes('json') ? r.json() : r.text();
+  }
+
+  async close() {
+    await this.kill();
+    try { psql(ADMIN_URL, `drop database if exists ${this.dbName} with (force)`); } catch { /* best effort */ }
+  }
+}
+
+export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
+  '--disable-dev-shm-usage', '--disable-background-networking', '--disable-component-update',
+  '--disable-sync', '--no-first-run'];
+
+export function launchBrowser() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: CHROMIUM_ARGS,
+    headless: true,
+  });
+}
+
+/** A page that records console errors and page errors into `page.problems`. */
+export async function newPage(browser, opts = {}) {
+  const ctx = await browser.newContext({ viewport: { width: 1920, height: 1080 }, acceptDownloads: true, ...opts });
+  const page = await ctx.newPage();
+  page.problems = [];
+  page.on('console', (m) => { if (m.type() === 'error') page.problems.push(`console: ${m.text()}`); });
+  page.on('pageerror', (e) => page.problems.push(`pageerror: ${e.message}`));
+  return page;
+}
