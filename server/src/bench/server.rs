@@ -154,7 +154,19 @@ impl Running {
         let out = std::fs::File::create(&log)?;
         let exe = std::env::current_exe().context("locating the ingestwatch binary")?;
         let limit = max_connections.max(20_000).to_string();
-        let mut cmd = tokio::process::Command::new(exe);
+        // A profiler can wrap the child: INGESTWATCH_BENCH_SERVER_PREFIX="heaptrack -o /tmp/hp"
+        // (the figures read from /proc are then the wrapper's, not the server's).
+        let prefix: Vec<String> = std::env::var("INGESTWATCH_BENCH_SERVER_PREFIX")
+            .map(|p| p.split_whitespace().map(String::from).collect())
+            .unwrap_or_default();
+        let mut cmd = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = tokio::process::Command::new(first);
+                c.args(rest).arg(exe);
+                c
+            }
+            None => tokio::process::Command::new(exe),
+        };
         cmd.arg("serve")
             .env("DATABASE_URL", url)
             .env("INGESTWATCH_JWT_SECRET", secret)
