@@ -68,6 +68,18 @@ pub struct Metrics {
     pub webhook_failures: Counter,
     /// Webhook deliveries given up (attempts exhausted, or refused with a 4xx).
     pub webhook_gave_up: Counter,
+    /// Frames queued for subscribers, summed over all of them (at the last scrape).
+    pub hub_queued: Gauge,
+    /// The longest single subscriber queue (at the last scrape).
+    pub hub_queue_max: Gauge,
+    /// Events held in the resume ring (at the last scrape).
+    pub hub_ring_events: Gauge,
+    /// Subscribers of the `events` topic (at the last scrape).
+    pub hub_event_subscribers: Gauge,
+    /// Time buckets held by the live aggregates (at the last scrape).
+    pub live_buckets: Gauge,
+    /// Tasks alive in the server's tokio runtime (at the last scrape).
+    pub runtime_tasks: Gauge,
 }
 
 impl Default for Metrics {
@@ -204,6 +216,36 @@ impl Default for Metrics {
                 "webhook_gave_up",
                 "Webhook deliveries given up",
                 Counter::default()
+            ),
+            hub_queued: reg!(
+                "hub_queued",
+                "Frames queued for subscribers (sum)",
+                Gauge::default()
+            ),
+            hub_queue_max: reg!(
+                "hub_queue_max",
+                "Longest subscriber queue",
+                Gauge::default()
+            ),
+            hub_ring_events: reg!(
+                "hub_ring_events",
+                "Events held in the resume ring",
+                Gauge::default()
+            ),
+            hub_event_subscribers: reg!(
+                "hub_event_subscribers",
+                "Subscribers of the events topic",
+                Gauge::default()
+            ),
+            live_buckets: reg!(
+                "live_buckets",
+                "Time buckets held by the live aggregates",
+                Gauge::default()
+            ),
+            runtime_tasks: reg!(
+                "runtime_tasks",
+                "Tasks alive in the tokio runtime",
+                Gauge::default()
             ),
             registry,
         }

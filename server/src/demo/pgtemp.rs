@@ -62,6 +62,8 @@ pub struct TempCluster {
     port: u16,
     /// Command prefix that runs a tool as the `postgres` OS user (root only).
     run_as: Vec<OsString>,
+    /// `fsync` setting the server runs with (off unless [`TempCluster::start_with_fsync`]).
+    fsync: bool,
 }
 
 impl TempCluster {
@@ -76,6 +78,13 @@ impl TempCluster {
     /// directory. As root, the tools run as the `postgres` OS user; it is an
     /// error if there is none.
     pub async fn start() -> Result<TempCluster> {
+        Self::start_with_fsync(false).await
+    }
+
+    /// Like [`TempCluster::start`], with `fsync` on or off (benchmarks of the
+    /// write path measure both: with fsync on every commit waits for its WAL
+    /// flush, as on a durable server).
+    pub async fn start_with_fsync(fsync: bool) -> Result<TempCluster> {
         let bin = find_bin_dir().await?;
         let run_as = if effective_uid()? == 0 {
             switch_user_prefix()?
@@ -100,6 +109,7 @@ impl TempCluster {
             bin,
             port: 0,
             run_as,
+            fsync,
         };
 
         let data_arg = cluster.data.clone().into_os_string();
@@ -227,9 +237,10 @@ impl TempCluster {
         let data_arg = self.data.clone().into_os_string();
         let log_arg = self.data.join(LOG_FILE).into_os_string();
         let options = format!(
-            "-F -c listen_addresses=127.0.0.1 -p {} -k '{}' -c fsync=off -c max_connections=300",
+            "-c listen_addresses=127.0.0.1 -p {} -k '{}' -c fsync={} -c max_connections=300",
             self.port,
-            self.data.display()
+            self.data.display(),
+            if self.fsync { "on" } else { "off" }
         );
         let mut args: Vec<&OsStr> = vec![OsStr::new(action)];
         if action == "restart" {

@@ -1,8 +1,10 @@
 //! REST handlers for live figures.
 
+use std::sync::Arc;
+
 use axum::extract::{Query, State};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::auth::Principal;
 use crate::error::AppError;
@@ -23,7 +25,7 @@ pub async fn kpis(
     State(st): State<AppState>,
     principal: Principal,
     Query(q): Query<KpiQuery>,
-) -> Result<Json<WindowKpis>, AppError> {
+) -> Result<Json<Shared>, AppError> {
     let name = q.window.as_deref().unwrap_or("5m");
     let window = Window::parse(name).ok_or_else(|| {
         AppError::invalid(
@@ -34,9 +36,18 @@ pub async fn kpis(
     if !st.status.warm.load(std::sync::atomic::Ordering::Acquire) {
         return Err(AppError::Unavailable("live figures are warming up".into()));
     }
-    Ok(Json(st.live.kpis(
+    Ok(Json(Shared(st.live.kpis_shared(
         window,
         chrono::Utc::now().timestamp_millis(),
         principal.sources.as_ref(),
-    )))
+    ))))
+}
+
+/// A cached snapshot, serialized as the snapshot itself.
+pub struct Shared(Arc<WindowKpis>);
+
+impl Serialize for Shared {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
 }

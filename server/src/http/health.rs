@@ -46,6 +46,18 @@ pub async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
                 .set(row.get::<_, f64>(0));
         }
     }
+    let m = &st.metrics;
+    let (queued, longest) = st.hub.queued();
+    m.hub_queued.set(queued as i64);
+    m.hub_queue_max.set(longest as i64);
+    m.hub_ring_events.set(st.hub.ring_len() as i64);
+    m.hub_event_subscribers.set(st.hub.counts().1 as i64);
+    m.live_buckets.set(st.live.buckets() as i64);
+    m.runtime_tasks.set(
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks() as i64,
+    );
     (
         [(
             header::CONTENT_TYPE,

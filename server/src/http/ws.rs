@@ -35,6 +35,17 @@ pub const HARD_FRAME_LIMIT: usize = 1 << 20;
 pub const CLOSE_SLOW: u16 = 4008;
 /// Close code: no frame (not even a pong) from the client within the idle timeout.
 pub const CLOSE_IDLE: u16 = 4002;
+/// Read buffer per socket. tungstenite's default (128 KiB) is zero-filled on
+/// the first read, so every idle connection kept 128 KiB resident (141 KB of
+/// RSS per idle subscriber in `ingestwatch bench --mode memory`). Client
+/// frames are small (subscribe, ping, auth); a larger frame still arrives
+/// whole (the buffer grows to its length), only in more reads.
+const READ_BUFFER: usize = 1024;
+/// Buffered output before a write to the socket. The buffer keeps its
+/// high-water capacity for the connection's life, so a catch-up burst with
+/// the default (128 KiB) left that much behind per subscriber; every batch is
+/// flushed at its end anyway.
+const WRITE_BUFFER: usize = 16 * 1024;
 
 /// Close code: the token expired and was not refreshed in time, or is invalid.
 pub const CLOSE_UNAUTHORIZED: u16 = 4401;
@@ -79,6 +90,8 @@ pub async fn upgrade(
     Ok(ws
         .max_message_size(HARD_FRAME_LIMIT)
         .max_frame_size(HARD_FRAME_LIMIT)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
         .on_upgrade(move |socket| async move {
             st.metrics.ws_clients.inc();
             Connection::new(st.clone(), socket, principal).run().await;
@@ -192,7 +205,10 @@ impl Connection {
                     last_heard = Instant::now();
                     match msg {
                         Message::Text(text) => {
-                            if let Err(end) = self.on_text(text.as_str()).await {
+                            // Boxed: handling a frame can go deep (outbox
+                            // catch-up, JWKS fetch); inline, that state would
+                            // size every idle connection's task (4.6 KiB).
+                            if let Err(end) = Box::pin(self.on_text(text.as_str())).await {
                                 return end;
                             }
                         }
@@ -213,7 +229,7 @@ impl Connection {
                         return End::Gone;
                     }
                     if self.sub.overflowed() && self.rx.is_empty() {
-                        if let Err(end) = self.resync().await {
+                        if let Err(end) = Box::pin(self.resync()).await {
                             return end;
                         }
                     }

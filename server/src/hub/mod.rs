@@ -540,6 +540,34 @@ impl Hub {
     pub fn counts(&self) -> (usize, usize) {
         (self.kpi_subs.len(), self.event_subs.len())
     }
+
+    /// Items queued for subscribers now: the sum over every registered
+    /// subscriber and the longest single queue (for `/metrics`; a soak checks
+    /// that neither grows). Walks the registries: call it per scrape, not per event.
+    pub fn queued(&self) -> (usize, usize) {
+        let mut seen = HashSet::new();
+        let (mut total, mut longest) = (0, 0);
+        let subs = self
+            .event_subs
+            .iter()
+            .map(|s| s.value().0.clone())
+            .chain(self.kpi_subs.iter().map(|s| s.value().0.clone()))
+            .chain(self.alert_subs.iter().map(|s| s.value().0.clone()))
+            .chain(self.export_subs.iter().map(|s| s.value().0.clone()));
+        for sub in subs {
+            if seen.insert(sub.id) {
+                let n = sub.tx.max_capacity() - sub.tx.capacity();
+                total += n;
+                longest = longest.max(n);
+            }
+        }
+        (total, longest)
+    }
+
+    /// Events held in the resume ring.
+    pub fn ring_len(&self) -> usize {
+        lock(&self.events).ring.len()
+    }
 }
 
 #[cfg(test)]

@@ -59,15 +59,62 @@ impl LagHistogram {
         }
     }
 
-    /// Adds every sample of `other`.
+    /// Adds every sample of `other`: one linear merge of the two sorted bin
+    /// lists (adding bin by bin cost a binary search and a `Vec::insert`
+    /// each, two thirds of the server's CPU under `GET /api/kpis`).
     pub fn merge(&mut self, other: &LagHistogram) {
+        if other.bins.is_empty() {
+            return;
+        }
         if self.bins.is_empty() {
             self.bins.clone_from(&other.bins);
             return;
         }
-        for &(b, n) in &other.bins {
-            self.add_bin(b, n);
+        let (a, b) = (&self.bins, &other.bins);
+        let mut out = Vec::with_capacity(a.len() + b.len());
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() && j < b.len() {
+            match a[i].0.cmp(&b[j].0) {
+                std::cmp::Ordering::Less => {
+                    out.push(a[i]);
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    out.push(b[j]);
+                    j += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    let n = a[i].1 + b[j].1;
+                    if n != 0 {
+                        out.push((a[i].0, n));
+                    }
+                    i += 1;
+                    j += 1;
+                }
+            }
         }
+        out.extend_from_slice(&a[i..]);
+        out.extend_from_slice(&b[j..]);
+        self.bins = out;
+    }
+
+    /// The sum of many histograms (a window's buckets): every bin of every
+    /// one, sorted once and folded, instead of merging them one by one.
+    pub fn sum<'a>(hists: impl IntoIterator<Item = &'a LagHistogram>) -> LagHistogram {
+        let mut all: Vec<(u32, i64)> = hists
+            .into_iter()
+            .flat_map(|h| h.bins.iter().copied())
+            .collect();
+        all.sort_unstable_by_key(|&(b, _)| b);
+        let mut bins: Vec<(u32, i64)> = Vec::with_capacity(all.len().min(4_096));
+        for (b, n) in all {
+            match bins.last_mut() {
+                Some(last) if last.0 == b => last.1 += n,
+                _ => bins.push((b, n)),
+            }
+        }
+        bins.retain(|&(_, n)| n != 0);
+        LagHistogram { bins }
     }
 
     /// The (bin, count) pairs, sorted by bin.
@@ -157,5 +204,41 @@ mod tests {
         assert_eq!(empty.percentile(0.5), None);
         empty.merge(&h);
         assert_eq!(empty.count(), 100);
+    }
+
+    #[test]
+    fn merge_and_sum_equal_adding_every_sample() {
+        // Pseudo-random histograms with removals (some bins cancel out).
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let hists: Vec<LagHistogram> = (0..50)
+            .map(|_| {
+                let mut h = LagHistogram::default();
+                for _ in 0..(next() % 40) {
+                    let v = next() % 20_000;
+                    let n = (next() % 5) as i64 - 1;
+                    h.add(v, n);
+                }
+                h
+            })
+            .collect();
+        let mut by_sample = LagHistogram::default();
+        for h in &hists {
+            for &(b, n) in &h.bins {
+                by_sample.add_bin(b, n);
+            }
+        }
+        let mut merged = LagHistogram::default();
+        for h in &hists {
+            merged.merge(h);
+        }
+        assert_eq!(merged, by_sample);
+        assert_eq!(LagHistogram::sum(&hists), by_sample);
+        assert_eq!(LagHistogram::sum([]), LagHistogram::default());
     }
 }

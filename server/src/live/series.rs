@@ -49,10 +49,15 @@ impl Slot {
 
     /// Adds another slot into this one.
     pub fn merge(&mut self, other: &Slot) {
+        self.merge_counts(other);
+        self.lag.merge(&other.lag);
+    }
+
+    /// Adds another slot's counters and codes (not its lag histogram).
+    fn merge_counts(&mut self, other: &Slot) {
         for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
             *a += b;
         }
-        self.lag.merge(&other.lag);
         for (code, n) in &other.codes {
             add_code(&mut self.codes, code, *n);
         }
@@ -135,9 +140,12 @@ impl Series {
             Granularity::Minute => &self.minutes,
         };
         let mut out = Slot::default();
+        let mut lags = Vec::new();
         for (_, slot) in map.range(from..to) {
-            out.merge(slot);
+            out.merge_counts(slot);
+            lags.push(&slot.lag);
         }
+        out.lag = LagHistogram::sum(lags);
         out
     }
 
