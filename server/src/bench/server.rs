@@ -26,6 +26,8 @@ use crate::server;
 /// Longest wait for `/readyz` after a start.
 const READY_LIMIT: Duration = Duration::from_secs(60);
 
+// One value per bench run: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Inner {
     InProcess {
         stop: CancellationToken,
