@@ -181,7 +181,14 @@ async fn c_restart_mid_stream_is_exact_at_ready_and_resume_gets_exactly_the_miss
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Stop the server mid-stream: once the writer has committed a few steps.
+    let before = resume_from;
+    wait_for(
+        "the writer is mid-stream",
+        Duration::from_secs(10),
+        || async { db.max_seq().await >= before + 8 },
+    )
+    .await;
     server.stop().await;
     writer.await.expect("writer");
 

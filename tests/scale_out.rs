@@ -174,7 +174,14 @@ async fn a_client_that_loses_its_replica_resumes_on_the_other() {
     let since = seqs.last().copied().unwrap_or(start);
     ws.send(json!({"op": "subscribe", "topics": ["events"], "since": since}))
         .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Let the pipeline commit more after the failover before stopping it.
+    let after_failover = db.max_seq().await;
+    wait_for(
+        "writes after the failover",
+        Duration::from_secs(10),
+        || async { db.max_seq().await >= after_failover + 20 },
+    )
+    .await;
     done.store(true, Ordering::Release);
     let steps = writer.await.expect("writer");
     assert!(steps > 10, "the pipeline kept writing ({steps} steps)");
