@@ -101,9 +101,8 @@ async fn a_receiver_failing_twice_gets_the_transition_once_more_then_never_again
         hook.accepted().get(&key) == Some(&1)
     })
     .await;
-    // Long enough for several more backoff periods and evaluation ticks.
-    evaluations(&server, 10.0).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Long enough for several more backoff periods: counted evaluation ticks.
+    evaluations(&server, 20.0).await;
     let log: Vec<Received> = hook.log().into_iter().filter(|r| r.key == key).collect();
     let statuses: Vec<u16> = log.iter().map(|r| r.status).collect();
     assert_eq!(
