@@ -2,8 +2,9 @@
 // API's filters, paging and CSV export) and `#/record/{id}` (raw JSON side by
 // side with the normalized meeting and its errors). REST with the bearer token.
 
-import { DASH, fmtCount, fmtDuration, fmtUtc, parseTime } from './format.js';
-import { prettyJson } from './prettyjson.js';
+import { DASH, fmtCount, fmtDuration, fmtFull, fmtUtc, parseTime } from './format.js';
+import { createLiveList } from './livelist.js';
+import { createJsonView } from './jsonview.js';
 
 const sel = (name, label, options) => ({ name, label, options: ['', ...options] });
 const txt = (name, label) => ({ name, label });
@@ -45,7 +46,7 @@ export const LISTS = {
   },
 };
 
-function el(tag, props = {}, ...kids) {
+export function el(tag, props = {}, ...kids) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(props)) {
     if (k === 'dataset') Object.assign(e.dataset, v);
@@ -129,6 +130,20 @@ export function createConsole({ root, getToken, onAuthError }) {
     const table = el('table', { className: 'list', dataset: { list: kind } }, thead, tbody);
     const more = el('button', { type: 'button', className: 'more', hidden: true }, 'Load more');
     let cursor = null;
+    const makeRow = (r) => el('tr', { dataset: { id: String(r.id) } }, ...spec.columns.map(([key, , fmt, cls]) => {
+      const v = fmt ? fmt(r, key) : show(r[key]);
+      const full = typeof r[key] === 'number' && Math.abs(r[key]) >= 1e5 ? { title: fmtFull(r[key]) } : {}; // compact "1.2M"
+      return el('td', { className: cls || '', dataset: { col: key }, ...full }, v);
+    }));
+    const counted = () => { status.textContent = `${tbody.rows.length} ${kind}${cursor ? ' (more available)' : ''}`; };
+    const live = createLiveList({
+      kind, params: q, tbody, makeRow, alive: () => my === gen, changed: counted,
+      firstPage: async () => {
+        const page = new URLSearchParams(q);
+        page.set('limit', '50');
+        return (await (await api(`/api/${kind}?${page}`)).json()).items;
+      },
+    });
 
     async function load() {
       const page = new URLSearchParams(q);
@@ -138,15 +153,12 @@ export function createConsole({ root, getToken, onAuthError }) {
       try {
         const body = await (await api(`/api/${kind}?${page}`)).json();
         if (my !== gen) return;
-        for (const r of body.items) {
-          tbody.append(el('tr', { dataset: { id: String(r.id) } }, ...spec.columns.map(([key, , fmt, cls]) => {
-            const v = fmt ? fmt(r, key) : show(r[key]);
-            return el('td', { className: cls || '', dataset: { col: key } }, v);
-          })));
-        }
+        const have = new Set([...tbody.rows].map((tr) => tr.dataset.id));
+        for (const r of body.items) if (!have.has(String(r.id))) tbody.append(makeRow(r)); // a live row may be here already
+        live.seen(body.items);
         cursor = body.next_cursor;
         more.hidden = !cursor;
-        status.textContent = `${tbody.rows.length} ${kind}${cursor ? ' (more available)' : ''}`;
+        counted();
       } catch (e) {
         if (my === gen) status.textContent = `Could not load ${kind}: ${e.message}`;
       } finally {
@@ -156,7 +168,7 @@ export function createConsole({ root, getToken, onAuthError }) {
     more.addEventListener('click', load);
 
     root.replaceChildren(
-      el('div', { className: 'console-head' }, el('h2', {}, spec.title), exportBtn),
+      el('div', { className: 'console-head' }, el('h2', {}, spec.title), live.controls, exportBtn),
       form, status,
       el('div', { className: 'panel list-panel' }, el('div', { className: 'scroll' }, table), more),
     );
@@ -194,12 +206,9 @@ export function createConsole({ root, getToken, onAuthError }) {
     const rec = body.record;
     status.textContent = `${rec.source} · ${rec.external_id ?? DASH} · ${rec.status}`;
 
-    const raw = body.payload_redacted ? 'payload hidden (operator role required)' : prettyJson(body.payload_text ?? '');
-    const pre = el('pre', { id: 'raw-json', className: 'json', tabIndex: 0, 'aria-label': 'Raw JSON payload' }, raw);
-    const copy = el('button', { type: 'button' }, 'Copy');
-    copy.addEventListener('click', async () => {
-      try { await navigator.clipboard.writeText(body.payload_text ?? ''); copy.textContent = 'Copied'; } catch { copy.textContent = 'Copy failed'; }
-    });
+    const raw = body.payload_redacted
+      ? el('pre', { id: 'raw-json', className: 'json', tabIndex: 0, 'aria-label': 'Raw JSON payload' }, 'payload hidden (operator role required)')
+      : createJsonView(body.payload_text ?? '').element;
     const dl = (pairs) => el('dl', { className: 'kv' }, ...pairs.flatMap(([k, v]) => [el('dt', {}, k), el('dd', { dataset: { field: k } }, v)]));
     const m = body.meeting;
     const meeting = m
@@ -214,7 +223,7 @@ export function createConsole({ root, getToken, onAuthError }) {
       ['received_at', time(rec, 'received_at')], ['processed_at', time(rec, 'processed_at')]]);
     root.append(el('div', { className: 'drill' },
       el('section', { className: 'panel', 'aria-labelledby': 'raw-h' },
-        el('div', { className: 'panel-head' }, el('h3', { id: 'raw-h' }, 'Raw JSON'), copy), pre),
+        el('h3', { id: 'raw-h' }, 'Raw JSON'), raw),
       el('section', { className: 'panel', 'aria-labelledby': 'norm-h' },
         el('h3', { id: 'norm-h' }, 'Normalized meeting'), el('div', { id: 'meeting' }, meeting),
         el('h3', {}, 'Errors'), el('div', { id: 'record-errors' }, errs),

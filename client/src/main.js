@@ -1,10 +1,10 @@
 // Entry point: state, protocol handling, URL hash, theme, render scheduling.
 
-import { connect, wsUrl } from './ws.js';
+import { connect, wsUrl, bearerProtocols } from './ws.js';
 import { applyMergePatch } from './mergepatch.js';
 import { createView } from './view.js';
 import { createConsole, parseRoute } from './console.js';
-import { fmtClock, fmtUtc } from './format.js';
+import { createSignin } from './signin.js';
 
 const WINDOWS = ['1m', '5m', '1h', '24h'];
 const DEFAULT_WINDOW = '5m';
@@ -45,9 +45,6 @@ function readHash() {
   currentRoute = parseRoute(location.hash);
   const p = currentRoute.params;
   const token = p.get('access_token') || p.get('token');
-  if (token) {
-    try { sessionStorage.setItem(TOKEN_KEY, token); } catch { /* ignore */ }
-  }
   const w = p.get('window');
   if (currentRoute.route.length === 0) state.window = WINDOWS.includes(w) ? w : DEFAULT_WINDOW;
   writeHash();
@@ -94,6 +91,7 @@ function toast(text) {
 
 function onFrame(msg) {
   if (Number.isSafeInteger(msg.seq) && (state.seq === null || msg.seq > state.seq)) state.seq = msg.seq;
+  if (signin.onFrame(msg)) { schedule(); return; }
   switch (msg.type) {
     case 'hello':
       if (msg.protocol !== 1) console.warn(`ingestwatch: server speaks protocol ${msg.protocol}, client expects 1`);
@@ -118,6 +116,7 @@ function onFrame(msg) {
       lastEventSeq = msg.seq;
       state.events.unshift(msg);
       if (state.events.length > MAX_EVENTS) state.events.length = MAX_EVENTS;
+      document.dispatchEvent(new CustomEvent('ingestwatch:event', { detail: msg })); // live console lists
       break;
     case 'resync':
       console.info(`ingestwatch: resync (${msg.reason}) since ${msg.since}`, msg.topics);
@@ -139,8 +138,9 @@ function onState(conn, info = {}) {
   state.conn = conn;
   state.retryAt = info.retryAt ?? null;
   if (conn !== 'open') state.live = false;
+  if (conn === 'open') signin.confirm();
   if (conn === 'signed-out' || conn === 'forbidden') {
-    toast(conn === 'signed-out' ? 'Signed out: open the link with a valid token.' : 'Not allowed to view this monitor.');
+    toast(conn === 'signed-out' ? 'Session ended: sign in with a fresh token.' : 'Not allowed to view this monitor.');
   }
   schedule();
 }
@@ -152,36 +152,38 @@ function subscribeMessage() {
   return msg;
 }
 
-// ---- wiring -------------------------------------------------------------------
+// ---- wiring: the token comes from the link, sessionStorage or the sign-in dialog
 const hashToken = readHash();
-let token = hashToken;
-if (!token) { try { token = sessionStorage.getItem(TOKEN_KEY); } catch { token = null; } }
-
-// ---- who is signed in (claims read for display only; the server verifies) --
-function showWho() {
-  const who = document.getElementById('who');
-  let claims = null;
-  try {
-    const part = (token || '').split('.')[1];
-    claims = JSON.parse(atob(part.replace(/-/g, '+').replace(/_/g, '/')));
-  } catch { /* no token or not a JWT */ }
-  if (!claims || typeof claims !== 'object') { who.textContent = 'not signed in'; who.title = ''; return; }
-  const exp = Number.isFinite(claims.exp) ? claims.exp * 1000 : null;
-  const role = typeof claims.role === 'string' ? claims.role : '';
-  who.textContent = [claims.sub, role].filter(Boolean).join(' · ');
-  who.title = exp ? `expires ${fmtClock(exp)} (${fmtUtc(exp)})` : '';
-  who.dataset.role = role;
-}
-showWho();
+let socket = null;
+const signin = createSignin({
+  doc: document,
+  button: document.getElementById('who'),
+  storageKey: TOKEN_KEY,
+  socket: () => socket,
+  notify: (text) => { toast(text); schedule(); },
+  onChange: (t, how) => {
+    if (how === 'signed-out') {
+      socket?.stop();
+      state.conn = 'signed-out';
+      state.live = false;
+      schedule();
+    } else if (how === 'reconnect') {
+      if (socket) socket.restart();
+      else startSocket();
+      route(); // reload the console view with the new token
+    }
+  },
+});
+if (hashToken) signin.adopt(hashToken);
 
 // ---- views: wallboard (no route) or an ops console route -------------------
 const wall = document.getElementById('app');
 const consoleRoot = document.getElementById('console');
 const showConsole = createConsole({
   root: consoleRoot,
-  getToken: () => token,
+  getToken: () => signin.token(),
   onAuthError: (status) => {
-    toast(status === 401 ? 'Signed out: open the link with a valid token.' : 'Not allowed (operator role required).');
+    toast(status === 401 ? 'Session refused: sign in with a fresh token.' : 'Not allowed (operator role required).');
     schedule();
   },
 });
@@ -199,7 +201,7 @@ function route() {
 }
 addEventListener('hashchange', () => {
   const t = readHash();
-  if (t) { token = t; showWho(); }
+  if (t) signin.supply(t, 'link');
   route();
   schedule();
 });
@@ -209,7 +211,17 @@ document.querySelector('.windows').addEventListener('click', (e) => {
   if (b) selectWindow(b.dataset.window);
 });
 document.getElementById('theme').addEventListener('click', toggleTheme);
+document.querySelector('[data-skip]').addEventListener('click', (e) => {
+  e.preventDefault(); // the hash is the route: focus the visible view instead
+  const target = wall.hidden ? consoleRoot : wall;
+  target.tabIndex = -1;
+  target.focus();
+});
 setInterval(schedule, 1000); // "12 s ago" and retry countdown
 
-connect({ url: wsUrl(location, token), subscribe: subscribeMessage, onFrame, onState });
+function startSocket() {
+  socket = connect({ url: wsUrl(location), protocols: () => bearerProtocols(signin.token()), subscribe: subscribeMessage, onFrame, onState });
+}
+if (signin.token()) startSocket();
+else { state.conn = 'signed-out'; signin.open(); }
 schedule();

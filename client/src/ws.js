@@ -14,24 +14,28 @@ export function backoffDelay(attempt, rnd = Math.random) {
   return Math.round(cap / 2 + (rnd() * cap) / 2);
 }
 
-/** `ws(s)://<host>/<base>ws`, with `?access_token=` when a token is given. */
-export function wsUrl(loc, token) {
+/** `ws(s)://<host>/<base>ws`. The token travels in the subprotocol header, never in a URL. */
+export function wsUrl(loc) {
   const u = new URL('ws', loc.href);
   u.protocol = loc.protocol === 'https:' ? 'wss:' : 'ws:';
   u.hash = '';
-  u.search = token ? `?access_token=${encodeURIComponent(token)}` : '';
+  u.search = '';
   return u.href;
 }
+
+/** `Sec-WebSocket-Protocol: bearer, <token>` (browsers cannot set Authorization on a WebSocket). */
+export const bearerProtocols = (token) => (token ? ['bearer', token] : []);
 
 /**
  * @param {object} o
  * @param {string} o.url
+ * @param {() => string[]} [o.protocols]  read on every (re)open, so a refreshed token is used
  * @param {() => object} o.subscribe    message sent on every open
  * @param {(msg: object) => void} o.onFrame
  * @param {(state: string, info?: object) => void} o.onState
  *        states: connecting | open | waiting | signed-out | forbidden
  */
-export function connect({ url, subscribe, onFrame, onState, pingEvery = 20_000, idleTimeout = 45_000 }) {
+export function connect({ url, protocols = () => [], subscribe, onFrame, onState, pingEvery = 20_000, idleTimeout = 45_000 }) {
   let sock = null;
   let attempt = 0;
   let retryTimer = 0;
@@ -47,7 +51,7 @@ export function connect({ url, subscribe, onFrame, onState, pingEvery = 20_000, 
     onState('connecting', { attempt });
     let s;
     try {
-      s = new WebSocket(url);
+      s = new WebSocket(url, protocols());
     } catch (err) {
       console.error('ingestwatch: cannot open WebSocket', err);
       retry();
@@ -127,8 +131,28 @@ export function connect({ url, subscribe, onFrame, onState, pingEvery = 20_000, 
     if (!stopped && retryTimer) open();
   }
 
+  /** Starts again after a terminal close (4401/4403) or `stop()`, e.g. with a new token. */
+  function restart() {
+    if (sock) return;
+    stopped = false;
+    attempt = 0;
+    open();
+  }
+
+  /** Closes the socket and stays closed (signed out). */
+  function stop() {
+    stopped = true;
+    clearTimeout(retryTimer);
+    retryTimer = 0;
+    const s = sock;
+    detach(s);
+    try { s?.close(1000, 'signed out'); } catch { /* already closing */ }
+  }
+
+  const isOpen = () => !!sock && sock.readyState === 1;
+
   addEventListener('online', reconnectNow);
   document.addEventListener('visibilitychange', () => { if (!document.hidden) reconnectNow(); });
   open();
-  return { send, reconnectNow };
+  return { send, reconnectNow, restart, stop, isOpen };
 }

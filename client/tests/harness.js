@@ -144,3 +144,26 @@ export async function newPage(browser, opts = {}) {
   page.on('pageerror', (e) => page.problems.push(`pageerror: ${e.message}`));
   return page;
 }
+
+/** Mints a token with the server's secret: `ingestwatch token` (ttl e.g. '5s', '2h'). */
+export function mintToken({ role = 'operator', ttl = '2h', subject, sources } = {}) {
+  const args = ['token', '--role', role, '--ttl', ttl];
+  if (subject) args.push('--subject', subject);
+  if (sources) args.push('--sources', sources.join(','));
+  return execFileSync(BIN, args, { env: { ...process.env, INGESTWATCH_JWT_SECRET: SECRET }, encoding: 'utf8' })
+    .trim().split(/\s+/).pop();
+}
+
+/** Waits until `fn()` returns a truthy value; returns it. */
+export async function until(fn, { timeout = 5000, every = 50, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) { last = e; }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${last})`);
+    await sleep(every);
+  }
+}

@@ -1,0 +1,339 @@
+// End-to-end tests of sign-in, the raw JSON viewer, live console lists and
+// keyboard use, against the real server and PostgreSQL in headless Debian
+// Chromium. One server and one database for the file. The server's grace
+// for an expired WebSocket token is 2 s here, so the token-refresh test ends
+// quickly.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { Env, launchBrowser, newPage, mintToken, until } from './harness.js';
+import { prettyJson } from '../src/prettyjson.js';
+
+const require = createRequire(import.meta.url);
+const GRACE_SECS = 2;
+process.env.INGESTWATCH_WS_AUTH_GRACE_SECS = String(GRACE_SECS); // read by the server Env starts
+
+let env;
+let browser;
+
+before(async () => {
+  env = await Env.create();
+  browser = await launchBrowser();
+  env.sql(`insert into ingest.sources (name, kind) values ('crm', 'api'), ('erp', 'sftp')`);
+});
+
+after(async () => {
+  await browser?.close();
+  await env?.close();
+});
+
+/** Inserts a run of `source` with one record per external id; returns the record ids. */
+function commitRecords(source, ...externalIds) {
+  const values = externalIds.map((x) => `('${x}')`).join(', ');
+  return env.sql(`
+    with s as (select id from ingest.sources where name = '${source}'),
+         r as (insert into ingest.runs (source_id) select id from s returning id, source_id)
+    insert into ingest.raw_records (run_id, source_id, external_id, payload)
+    select r.id, r.source_id, x.ext, jsonb_build_object('ext', x.ext) from r, (values ${values}) as x(ext)
+    returning id`).split('\n');
+}
+
+/** A page that counts WebSocket opens and records the frames it sends and receives. */
+async function tracedPage(opts) {
+  const page = await newPage(browser, opts);
+  page.sockets = [];
+  page.sent = [];
+  page.received = [];
+  page.on('websocket', (ws) => {
+    page.sockets.push(ws);
+    ws.on('framesent', (f) => page.sent.push(String(f.payload)));
+    ws.on('framereceived', (f) => { try { page.received.push(JSON.parse(String(f.payload))); } catch { /* not JSON */ } });
+  });
+  return page;
+}
+
+const dialogClosed = (page) => page.waitForFunction(() => !document.getElementById('signin').open);
+const firstCol = (page, list, col) => page.$$eval(`table[data-list="${list}"] tbody td[data-col="${col}"]`, (t) => t.map((x) => x.textContent));
+
+async function axe(page, what) {
+  if (!(await page.evaluate(() => !!window.axe))) {
+    await page.evaluate(readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8'));
+  }
+  for (const theme of ['dark', 'light']) {
+    await page.evaluate((t) => { document.documentElement.dataset.theme = t; }, theme);
+    const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+    const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+    assert.deepEqual(bad.map((v) => `${what}/${theme}: ${v.id}: ${v.nodes.map((n) => n.target).join(' ')}`), []);
+  }
+}
+
+test('sign in by pasting a token: sub, role, expiry; a bad token shows an error and changes nothing', async () => {
+  const page = await tracedPage();
+  await page.goto(`${env.base}/`);
+  // no token: nothing connects, the sign-in dialog opens by itself
+  await page.waitForSelector('#signin[open]');
+  assert.equal(await page.getAttribute('#status', 'data-state'), 'denied');
+  assert.equal(page.sockets.length, 0);
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'signin-token');
+
+  const good = mintToken({ role: 'viewer', ttl: '2h', subject: 'ada@example.com' });
+  await page.fill('#signin-token', `Bearer ${good}`);
+  await page.click('#signin button[type="submit"]');
+  await dialogClosed(page);
+  await page.waitForSelector('#status[data-state="live"]');
+  assert.equal(await page.textContent('#who .who-name'), 'ada@example.com · viewer');
+  assert.equal(await page.getAttribute('#who', 'data-role'), 'viewer');
+  assert.match(await page.textContent('#who .who-left'), /^(1 h 59|2 h 00) min$/);
+  assert.match(await page.getAttribute('#who', 'title'), /^expires \d\d:\d\d:\d\d \(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)$/);
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('ingestwatch.token')), good);
+
+  // the dialog shows who is signed in
+  await page.click('#who');
+  await page.waitForSelector('#signin[open]');
+  assert.equal(await page.textContent('#signin [data-field="sub"]'), 'ada@example.com');
+  assert.equal(await page.textContent('#signin [data-field="role"]'), 'viewer');
+  assert.match(await page.getAttribute('#signin [data-field="expires"] time', 'title'), / UTC$/);
+  assert.match(await page.textContent('#signin [data-field="remaining"]'), /^(1 h 59|2 h 00) min$/);
+
+  // bad tokens: a clear message, and nothing changes
+  const sentBefore = page.sent.length;
+  await page.fill('#signin-token', 'not-a-token');
+  await page.click('#signin button[type="submit"]');
+  await until(async () => /not a JWT/.test(await page.textContent('#signin-error')), { what: 'malformed-token message' });
+  const forged = `${good.slice(0, -4)}${good.endsWith('AAAA') ? 'BBBB' : 'AAAA'}`;
+  await page.fill('#signin-token', forged);
+  await page.click('#signin button[type="submit"]');
+  await until(async () => /server refused this token/.test(await page.textContent('#signin-error')), { what: 'refused-token message' });
+  assert.ok(await page.$('#signin[open]'), 'the dialog stays open');
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('ingestwatch.token')), good);
+  assert.equal(await page.textContent('#who .who-name'), 'ada@example.com · viewer');
+  assert.equal(page.sent.slice(sentBefore).filter((f) => f.includes('"auth"')).length, 0, 'a refused token never reaches the socket');
+  assert.equal(page.sockets.length, 1);
+  assert.equal(await page.getAttribute('#status', 'data-state'), 'live');
+  // the refused REST check is the one failed request the browser logs
+  assert.deepEqual(page.problems.splice(0), ['console: Failed to load resource: the server responded with a status of 401 (Unauthorized)']);
+
+  // Escape closes the dialog
+  await page.keyboard.press('Escape');
+  await dialogClosed(page);
+
+  // sign out: the socket closes, the header says so
+  await page.click('#who');
+  await page.click('#signout');
+  await page.waitForSelector('#status[data-state="denied"]');
+  assert.equal(await page.textContent('#who .who-name'), 'Sign in');
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('ingestwatch.token')), null);
+  assert.deepEqual(page.problems, []);
+  await page.context().close();
+});
+
+test('a fresh token while connected goes in band; the stream outlives the first token', async () => {
+  const page = await tracedPage();
+  const short = mintToken({ ttl: '5s', subject: 'short-lived' });
+  const expiresAt = JSON.parse(Buffer.from(short.split('.')[1], 'base64url').toString()).exp * 1000;
+  await page.goto(`${env.base}/#/records?token=${short}`);
+  assert.ok(!page.url().includes('token='), 'the token is taken out of the URL');
+  await page.waitForSelector('#status[data-state="live"]');
+  assert.equal(page.sockets.length, 1);
+  assert.ok(!page.sockets[0].url().includes(short), 'the token is not in the WebSocket URL');
+  await until(async () => /^\d s$/.test(await page.textContent('#who .who-left')), { what: 'seconds countdown' });
+  assert.equal(await page.getAttribute('#who', 'data-tone'), 'warn', 'close to expiry');
+
+  const fresh = mintToken({ ttl: '2h', subject: 'long-lived' });
+  await page.click('#who');
+  await page.fill('#signin-token', fresh);
+  await page.click('#signin button[type="submit"]');
+  await dialogClosed(page);
+  assert.ok(page.sent.some((f) => { const m = JSON.parse(f); return m.op === 'auth' && m.token === fresh; }), 'op auth sent in band');
+  await until(() => page.received.some((m) => m.type === 'authenticated' && m.expires_at * 1000 > Date.now() + 3_600_000),
+    { what: 'authenticated for the fresh token' });
+  assert.equal(await page.textContent('#who .who-name'), 'long-lived · operator');
+
+  // past the first token's expiry and the server's grace, the same socket still delivers
+  await until(() => Date.now() > expiresAt + (GRACE_SECS + 1) * 1000, { timeout: 15_000, every: 200, what: 'first token expiry + grace' });
+  const requests = [];
+  page.on('request', (r) => { if (r.url().includes('/api/')) requests.push(r.headers().authorization); });
+  const [id] = commitRecords('crm', 'after-expiry');
+  await page.waitForSelector(`table[data-list="records"] tr[data-id="${id}"]`, { timeout: 5000 });
+  assert.equal(page.sockets.length, 1, 'the socket was not reopened');
+  assert.ok(!page.sockets[0].isClosed(), 'the socket is still open');
+  assert.ok(!page.received.some((m) => m.type === 'error'), 'no token_expired or other error frame');
+  assert.equal(await page.getAttribute('#status', 'data-state'), 'live');
+  assert.ok(requests.length > 0 && requests.every((h) => h === `Bearer ${fresh}`), 'REST uses the fresh token');
+  assert.deepEqual(page.problems, []);
+  await page.context().close();
+});
+
+test('raw JSON viewer: exact text, fold and unfold, search, copy raw and copy path, keyboard', async () => {
+  const payload = '{"title": "Quarterly review", "cost": 1.50, "big": 12345678901234567890123, '
+    + '"tags": ["alpha", "b,c"], "nested": {"empty": {}, "list": [1, {"deep": "needle"}], "quote": "say \\"hi\\""}}';
+  const id = env.sql(`insert into ingest.raw_records (source_id, external_id, payload)
+    select id, 'viewer-1', '${payload.replace(/'/g, "''")}'::jsonb from ingest.sources where name = 'erp' returning id`);
+  const stored = env.sql(`select payload::text from ingest.raw_records where id = ${id}`);
+
+  const page = await tracedPage();
+  await page.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: env.base });
+  await page.goto(`${env.base}/#/record/${id}?token=${env.token}`);
+  await page.waitForSelector('#raw-json .jv-h');
+  assert.equal(await page.textContent('#raw-json'), prettyJson(stored), 'exactly the stored text, re-indented');
+
+  const visible = (path) => page.isVisible(`#raw-json [data-path='${path}']`);
+  // fold $.nested with its button; its children hide, a summary stands in
+  await page.click('#raw-json .jv-e:has(> [data-path="$.nested"]) > .jv-tog');
+  assert.equal(await visible('$.nested.quote'), false);
+  assert.equal(await page.getAttribute('#raw-json .jv-e:has(> [data-path="$.nested"]) > .jv-tog', 'aria-expanded'), 'false');
+  assert.equal(await page.textContent('#raw-json'), prettyJson(stored), 'folding changes no text');
+  await page.click('button:text("Expand all")');
+  assert.equal(await visible('$.nested.quote'), true);
+  await page.click('button:text("Collapse all")');
+  assert.equal(await visible('$.nested'), true);
+  assert.equal(await visible('$.nested.list'), false);
+
+  // search unfolds to the match, highlights it, selects its node; next/previous cycle
+  await page.fill('#raw-json-search', 'NEEDLE');
+  await page.waitForSelector('#raw-json mark.jv-cur');
+  assert.equal(await page.textContent('#raw-json mark.jv-cur'), 'needle');
+  assert.equal(await visible('$.nested.list[1].deep'), true);
+  assert.equal(await page.textContent('#raw-json-count'), '1 of 1');
+  assert.equal(await page.textContent('#raw-json-path'), '$.nested.list[1].deep');
+  await page.fill('#raw-json-search', 'a');
+  await until(async () => /^1 of ([2-9]|\d\d+)$/.test(await page.textContent('#raw-json-count')), { what: 'matches of "a"' });
+  const total = Number((await page.textContent('#raw-json-count')).split(' of ')[1]);
+  assert.ok(total >= 5, `matches in keys and values: ${total}`);
+  await page.press('#raw-json-search', 'Enter');
+  assert.equal(await page.textContent('#raw-json-count'), `2 of ${total}`);
+  await page.press('#raw-json-search', 'Shift+Enter');
+  await page.press('#raw-json-search', 'Shift+Enter');
+  assert.equal(await page.textContent('#raw-json-count'), `${total} of ${total}`);
+  assert.equal(await page.textContent('#raw-json'), prettyJson(stored), 'highlighting changes no text');
+  await axe(page, 'record viewer, search');
+
+  // copy raw: exactly as stored; copy path of the selected node
+  await page.click('[data-copy="raw"]');
+  await until(async () => (await page.evaluate(() => navigator.clipboard.readText())) === stored, { what: 'raw JSON on the clipboard' });
+  await page.click('#raw-json [data-path="$.nested.quote"]');
+  await page.click('[data-copy="path"]');
+  await until(async () => (await page.evaluate(() => navigator.clipboard.readText())) === '$.nested.quote', { what: 'path on the clipboard' });
+  await page.click('[data-copy="value"]');
+  await until(async () => (await page.evaluate(() => navigator.clipboard.readText())) === '"say \\"hi\\""', { what: 'value on the clipboard' });
+
+  // keyboard: arrows move, Enter folds, ← goes to the parent
+  await page.press('#raw-json-search', 'Escape');
+  await page.click('button:text("Expand all")');
+  await page.focus('#raw-json [data-path="$.title"]');
+  await page.keyboard.press('ArrowUp'); // jsonb orders keys by length: big, cost, tags, title, nested
+  assert.equal(await page.evaluate(() => document.activeElement.dataset.path), '$.tags[1]');
+  await page.keyboard.press('ArrowDown');
+  await page.keyboard.press('ArrowDown');
+  assert.equal(await page.evaluate(() => document.activeElement.dataset.path), '$.nested');
+  await page.keyboard.press('End');
+  assert.equal(await page.evaluate(() => document.activeElement.dataset.path), '$.nested.quote');
+  await page.keyboard.press('ArrowLeft');
+  assert.equal(await page.evaluate(() => document.activeElement.dataset.path), '$.nested');
+  await page.keyboard.press('Enter');
+  assert.equal(await visible('$.nested.quote'), false);
+  await page.keyboard.press('ArrowRight');
+  assert.equal(await visible('$.nested.quote'), true);
+  assert.equal(await page.textContent('#raw-json-path'), '$.nested');
+
+  await axe(page, 'record viewer');
+  assert.deepEqual(page.problems, []);
+  await page.context().close();
+});
+
+test('records list: a committed row appears at the top live; paused, it waits until resumed', async () => {
+  const page = await tracedPage({ reducedMotion: 'no-preference' });
+  await page.goto(`${env.base}/#/records?source=crm&token=${env.token}`);
+  await until(async () => /^\d+ records/.test(await page.textContent('.list-status')), { what: 'the first page' });
+  assert.equal(await page.getAttribute('[data-live="pause"]', 'aria-pressed'), 'false');
+
+  const [erp] = commitRecords('erp', 'live-erp');
+  const [first] = commitRecords('crm', 'live-1');
+  await page.waitForSelector(`table[data-list="records"] tbody tr:first-child[data-id="${first}"]`);
+  assert.equal(await page.getAttribute(`tr[data-id="${first}"]`, 'class'), 'new', 'a new row is highlighted');
+  assert.equal(await page.$eval(`tr[data-id="${first}"]`, (r) => getComputedStyle(r).animationName), 'flash');
+  assert.equal(await page.$(`tr[data-id="${erp}"]`), null, 'a row outside the filter does not appear');
+
+  await page.click('[data-live="pause"]');
+  assert.equal(await page.getAttribute('[data-live="pause"]', 'aria-pressed'), 'true');
+  const [second, third] = commitRecords('crm', 'live-2', 'live-3');
+  await page.waitForSelector('[data-live="resume"]:text("2 new — resume")');
+  assert.equal(await page.$(`tr[data-id="${second}"]`), null, 'paused: not shown');
+  await page.click('[data-live="resume"]');
+  await page.waitForSelector(`table[data-list="records"] tbody tr:first-child[data-id="${third}"]`);
+  assert.deepEqual((await firstCol(page, 'records', 'external_id')).slice(0, 3), ['live-3', 'live-2', 'live-1']);
+  assert.equal(await page.isVisible('[data-live="resume"]'), false);
+
+  // times: the browser's zone, UTC on hover
+  const times = await page.$$eval('table[data-list="records"] time', (ts) => ts.map((t) => [t.textContent, t.title, t.dateTime]));
+  assert.ok(times.length > 0);
+  for (const [text, title, dt] of times) {
+    assert.match(title, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/);
+    assert.equal(title, `${new Date(dt).toISOString().slice(0, 19).replace('T', ' ')} UTC`);
+    assert.equal(text, await page.evaluate((d) => new Date(d).toLocaleString(), dt));
+  }
+  await axe(page, 'records live');
+  assert.equal(page.sockets.length, 1);
+  assert.deepEqual(page.problems, []);
+  await page.context().close();
+});
+
+test('error log: severity filter and live tail; reduced motion gets no animation', async () => {
+  const page = await tracedPage({ reducedMotion: 'reduce' });
+  await page.goto(`${env.base}/#/errors?severity=error&stage=load&token=${env.token}`);
+  await until(async () => /^\d+ errors/.test(await page.textContent('.list-status')), { what: 'the first page' });
+  assert.equal(await page.inputValue('#f-errors-severity'), 'error');
+  assert.equal(await page.inputValue('#f-errors-stage'), 'load');
+  const ids = env.sql(`
+    with s as (select id from ingest.sources where name = 'crm')
+    insert into ingest.errors (source_id, severity, stage, code, message)
+    select s.id, v.sev, v.stage, v.code, v.msg from s,
+      (values ('warning', 'load', 'slow', 'a warning'), ('error', 'fetch', 'http_500', 'wrong stage'),
+              ('error', 'load', 'timeout', 'live tail error')) as v(sev, stage, code, msg)
+    returning id`).split('\n');
+  await page.waitForSelector(`table[data-list="errors"] tbody tr:first-child[data-id="${ids[2]}"]`);
+  assert.equal(await page.$(`tr[data-id="${ids[0]}"]`), null);
+  assert.equal(await page.$(`tr[data-id="${ids[1]}"]`), null);
+  assert.equal(await page.textContent(`tr[data-id="${ids[2]}"] td[data-col="code"]`), 'timeout');
+  assert.equal(await page.$eval(`tr[data-id="${ids[2]}"]`, (r) => getComputedStyle(r).animationName), 'none');
+  assert.equal(await page.getAttribute(`tr[data-id="${ids[2]}"] time`, 'title').then((t) => t.endsWith(' UTC')), true);
+  assert.deepEqual(page.problems, []);
+  await page.context().close();
+});
+
+test('keyboard only: skip link, the nav and the sign-in are reachable; Enter activates, Escape closes', async () => {
+  const page = await tracedPage();
+  await page.goto(`${env.base}/wall#token=${env.token}`);
+  await page.waitForSelector('#status[data-state="live"]');
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Skip to content');
+  assert.equal(await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle), 'solid', 'visible focus ring');
+  const order = [];
+  for (let i = 0; i < 10; i++) {
+    await page.keyboard.press('Tab');
+    order.push(await page.evaluate(() => document.activeElement.id || document.activeElement.textContent.trim()));
+  }
+  for (const want of ['Wallboard', 'Runs', 'Records', 'Errors', 'who', 'theme']) assert.ok(order.includes(want), `${want} in ${order}`);
+  assert.ok(order.indexOf('Errors') < order.indexOf('who'), 'nav before sign-in');
+  await page.focus('a.skip');
+  await page.keyboard.press('Enter');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'app');
+
+  await page.focus('.views a[data-view="errors"]');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('table[data-list="errors"]');
+  assert.equal(new URL(page.url()).hash, '#/errors');
+
+  await page.focus('#who');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#signin[open]');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'signin-token');
+  await axe(page, 'sign-in dialog');
+  await page.keyboard.press('Escape');
+  await dialogClosed(page);
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'who', 'focus returns to the opener');
+  assert.deepEqual(page.problems, []);
+  await page.context().close();
+});
