@@ -166,6 +166,33 @@ test('a fresh token while connected goes in band; the stream outlives the first 
   await page.context().close();
 });
 
+test('an expired session says so; signing in again reconnects and resumes', async () => {
+  const page = await tracedPage();
+  const brief = mintToken({ ttl: '3s', subject: 'brief' });
+  await page.goto(`${env.base}/wall#token=${brief}`);
+  await page.waitForSelector('#status[data-state="live"]');
+  await page.waitForSelector('#who[data-tone="bad"]', { timeout: 10_000 });
+  assert.equal(await page.textContent('#who .who-left'), 'expired');
+  await until(() => page.received.some((m) => m.type === 'error' && m.code === 'token_expired'), { what: 'token_expired frame' });
+  // not refreshed within the grace: closed with 4401, the page says so and stops retrying
+  await page.waitForSelector('#status[data-state="denied"]', { timeout: 10_000 });
+  assert.match(await page.textContent('#status'), /^signed out — data as of \d\d:\d\d:\d\d$/);
+  assert.equal(await page.getAttribute('#app', 'data-stale'), '');
+  const received = Number(await page.getAttribute('[data-kpi="received"]', 'data-value'));
+
+  await page.click('#who');
+  await page.fill('#signin-token', mintToken({ ttl: '1h', subject: 'back' }));
+  await page.click('#signin button[type="submit"]');
+  await dialogClosed(page);
+  await page.waitForSelector('#status[data-state="live"]');
+  assert.equal(page.sockets.length, 2, 'a closed socket is reopened with the new token');
+  commitRecords('crm', 'resumed-1', 'resumed-2');
+  await page.waitForSelector(`[data-kpi="received"][data-value="${received + 2}"]`);
+  assert.equal(await page.textContent('#who .who-name'), 'back · operator');
+  assert.deepEqual(page.problems, []);
+  await page.context().close();
+});
+
 test('raw JSON viewer: exact text, fold and unfold, search, copy raw and copy path, keyboard', async () => {
   const payload = '{"title": "Quarterly review", "cost": 1.50, "big": 12345678901234567890123, '
     + '"tags": ["alpha", "b,c"], "nested": {"empty": {}, "list": [1, {"deep": "needle"}], "quote": "say \\"hi\\""}}';
