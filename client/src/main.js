@@ -188,7 +188,9 @@ const showConsole = createConsole({
   },
 });
 function route() {
+  const focused = document.activeElement?.id; // a filter that re-rendered its view keeps the focus
   const isConsole = currentRoute.route.length > 0 && showConsole(currentRoute);
+  if (focused && document.activeElement === document.body) document.getElementById(focused)?.focus();
   wall.hidden = isConsole;
   consoleRoot.hidden = !isConsole;
   document.body.dataset.view = isConsole ? 'console' : 'wall';

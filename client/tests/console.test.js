@@ -352,6 +352,11 @@ test('keyboard only: skip link, the nav and the sign-in are reachable; Enter act
   await page.keyboard.press('Enter');
   await page.waitForSelector('table[data-list="errors"]');
   assert.equal(new URL(page.url()).hash, '#/errors');
+  // a filter changed from the keyboard re-renders the list and keeps the focus
+  await page.focus('#f-errors-severity');
+  await page.keyboard.press('ArrowDown');
+  await page.waitForFunction(() => location.hash === '#/errors?severity=error');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'f-errors-severity');
 
   await page.focus('#who');
   await page.keyboard.press('Enter');
