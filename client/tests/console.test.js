@@ -369,3 +369,50 @@ test('keyboard only: skip link, the nav and the sign-in are reachable; Enter act
   assert.deepEqual(page.problems, []);
   await page.context().close();
 });
+
+test('units: token parsing, JSON ranges and paths, which events touch which list', async () => {
+  const { cleanToken, tokenProblem, identity, fmtLeft } = await import('../src/signin.js');
+  const { parseRanges, childPath } = await import('../src/jsonview.js');
+  const { relevant } = await import('../src/livelist.js');
+  const jwt = mintToken({ ttl: '1h', subject: 'üñí' });
+  assert.equal(cleanToken(`  Bearer ${jwt}\n`), jwt);
+  assert.equal(cleanToken(`https://mon.example/#/runs?source=crm&access_token=${jwt}`), jwt);
+  assert.equal(tokenProblem(jwt, Date.now()), '');
+  assert.equal(identity(jwt).sub, 'üñí', 'UTF-8 claims decode');
+  assert.match(tokenProblem(jwt, identity(jwt).exp + 1), /^This token expired at /);
+  assert.match(tokenProblem('a.b', 0), /not a JWT/);
+  assert.equal(tokenProblem('', 0), 'Paste a token first.');
+  assert.deepEqual([fmtLeft(42_000), fmtLeft(252_000), fmtLeft(3_900_000)], ['42 s', '4 min 12 s', '1 h 05 min']);
+
+  const text = '{"a b": [1.50, -0, 2e+10, true, null, {}], "q": "\\"\\\\", "n": {"x": []}}';
+  const root = parseRanges(text);
+  assert.deepEqual(root.kids.map((k) => k.key), ['a b', 'q', 'n']);
+  assert.deepEqual(root.kids[0].node.kids.map((k) => text.slice(k.node.s, k.node.e)), ['1.50', '-0', '2e+10', 'true', 'null', '{}']);
+  assert.equal(text.slice(root.kids[1].node.s, root.kids[1].node.e), '"\\"\\\\"');
+  assert.throws(() => parseRanges('{"a": 1,}'), SyntaxError);
+  assert.equal(childPath(childPath(childPath('$', 'a b'), 0), 'x_1'), '$["a b"][0].x_1');
+
+  const p = (q) => new URLSearchParams(q);
+  assert.equal(relevant('records', p(''), { table: 'raw_records', source: 'crm', sources: ['crm'] }), true);
+  assert.equal(relevant('records', p(''), { table: 'errors', source: 'crm', sources: ['crm'] }), false);
+  assert.equal(relevant('records', p('source=erp'), { table: 'raw_records', source: 'crm', sources: ['crm'] }), false);
+  assert.equal(relevant('records', p('source=erp,crm'), { table: 'raw_records', source: null, sources: ['crm', 'x'] }), true);
+  assert.equal(relevant('runs', p(''), { table: 'errors', sources: [] }), true, 'error counts show on runs');
+});
+
+test('JSON viewer text equals prettyJson() for awkward payloads', async () => {
+  const page = await newPage(browser);
+  await page.goto(`${env.base}/#/runs?token=${env.token}`);
+  await page.waitForSelector('table[data-list="runs"]');
+  const texts = ['{}', '[]', '"x"', '12345678901234567890.000', '[[], {}, [[]], {"": ""}]',
+    '{"k": "comma, colon: brace { bracket [ quote \\" backslash \\\\ unicode \\u00e9"}',
+    '{"a": {"b": {"c": {"d": [1, [2, [3, {"e": null}]]]}}}}'];
+  const out = await page.evaluate(async (ts) => {
+    const { createJsonView } = await import('/src/jsonview.js');
+    const { prettyJson } = await import('/src/prettyjson.js');
+    return ts.map((t) => [createJsonView(t).tree.textContent, prettyJson(t)]);
+  }, texts);
+  for (const [shown, want] of out) assert.equal(shown, want);
+  assert.deepEqual(page.problems, []);
+  await page.context().close();
+});
