@@ -292,6 +292,10 @@ test('records list: a committed row appears at the top live; paused, it waits un
   await page.waitForSelector(`table[data-list="records"] tbody tr:first-child[data-id="${third}"]`);
   assert.deepEqual((await firstCol(page, 'records', 'external_id')).slice(0, 3), ['live-3', 'live-2', 'live-1']);
   assert.equal(await page.isVisible('[data-live="resume"]'), false);
+  // a row already shown follows its updates in place
+  env.sql(`update ingest.raw_records set status = 'normalized', processed_at = now() where id = ${first}`);
+  await page.waitForSelector(`tr[data-id="${first}"] td[data-col="status"]:text("normalized")`);
+  assert.equal(await page.$$eval(`tr[data-id="${first}"]`, (r) => r.length), 1);
 
   // times: the browser's zone, UTC on hover
   const times = await page.$$eval('table[data-list="records"] time', (ts) => ts.map((t) => [t.textContent, t.title, t.dateTime]));
