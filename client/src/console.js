@@ -8,11 +8,26 @@ import { createJsonView } from './jsonview.js';
 
 const sel = (name, label, options) => ({ name, label, options: ['', ...options] });
 const txt = (name, label) => ({ name, label });
+/** A time filter: the browser's local time in the input, UTC RFC 3339 in the URL and the API. */
+const when = (name, label) => ({ name, label, time: true });
+const RANGE = [when('from', 'From'), when('to', 'Until')];
+
+/** "2026-11-26T10:15:30Z" → the local "2026-11-26T11:15:30" a datetime-local input takes. */
+export function toLocalInput(iso) {
+  const t = parseTime(iso);
+  if (t == null) return '';
+  return new Date(t - new Date(t).getTimezoneOffset() * 60_000).toISOString().slice(0, 19);
+}
+/** A datetime-local value (local time) → UTC RFC 3339, or '' when invalid. */
+export function fromLocalInput(v) {
+  const t = Date.parse(v); // no zone in the text: local time
+  return Number.isNaN(t) ? '' : new Date(t).toISOString().replace('.000Z', 'Z');
+}
 
 export const LISTS = {
   runs: {
     title: 'Runs',
-    filters: [txt('source', 'Source'), sel('status', 'Status', ['running', 'succeeded', 'failed', 'partial'])],
+    filters: [txt('source', 'Source'), sel('status', 'Status', ['running', 'succeeded', 'failed', 'partial']), ...RANGE],
     columns: [
       ['id', 'Run', (r) => link(`#/run/${r.id}`, `#${r.id}`, `Run ${r.id}`)],
       ['source', 'Source'], ['status', 'Status'], ['started_at', 'Started', time],
@@ -25,7 +40,7 @@ export const LISTS = {
   records: {
     title: 'Records',
     filters: [txt('source', 'Source'), sel('status', 'Status', ['pending', 'normalized', 'rejected']),
-      txt('run', 'Run id'), txt('external_id', 'External id')],
+      txt('run', 'Run id'), txt('external_id', 'External id'), ...RANGE],
     columns: [
       ['id', 'Record', (r) => link(`#/record/${r.id}`, `#${r.id}`, `Record ${r.id}`)],
       ['source', 'Source'], ['external_id', 'External id'], ['status', 'Status'],
@@ -36,7 +51,7 @@ export const LISTS = {
     title: 'Errors',
     filters: [txt('source', 'Source'), sel('severity', 'Severity', ['error', 'warning']),
       sel('stage', 'Stage', ['fetch', 'validate', 'normalize', 'load']), txt('code', 'Code'), txt('q', 'Message contains'),
-      txt('run', 'Run id')],
+      txt('run', 'Run id'), ...RANGE],
     columns: [
       ['occurred_at', 'Time', time], ['source', 'Source'], ['severity', 'Severity'], ['stage', 'Stage'],
       ['code', 'Code'], ['message', 'Message'],
@@ -106,17 +121,22 @@ export function createConsole({ root, getToken, onAuthError }) {
     const form = el('form', { className: 'filters', 'aria-label': `${spec.title} filters` });
     for (const f of spec.filters) {
       const id = `f-${kind}-${f.name}`;
-      const input = f.options
-        ? el('select', { id, name: f.name }, ...f.options.map((o) => el('option', { value: o }, o || 'any')))
-        : el('input', { id, name: f.name, type: 'search', autocomplete: 'off', spellcheck: false });
-      input.value = q.get(f.name) || '';
+      let input;
+      if (f.options) input = el('select', { id, name: f.name }, ...f.options.map((o) => el('option', { value: o }, o || 'any')));
+      else if (f.time) input = el('input', { id, name: f.name, type: 'datetime-local', step: 1, title: fmtUtc(parseTime(q.get(f.name))) });
+      else input = el('input', { id, name: f.name, type: 'search', autocomplete: 'off', spellcheck: false });
+      input.value = f.time ? toLocalInput(q.get(f.name)) : q.get(f.name) || '';
       form.append(el('label', { htmlFor: id }, f.label, input));
     }
     form.append(el('button', { type: 'submit' }, 'Apply'));
     form.addEventListener('submit', (e) => {
       e.preventDefault();
       const next = new URLSearchParams();
-      for (const [k, v] of new FormData(form)) if (String(v).trim()) next.set(k, String(v).trim());
+      const times = new Set(spec.filters.filter((f) => f.time).map((f) => f.name));
+      for (const [k, v] of new FormData(form)) {
+        const val = times.has(k) ? fromLocalInput(String(v)) : String(v).trim();
+        if (val) next.set(k, val);
+      }
       const s = next.toString();
       location.hash = `#/${kind}${s ? `?${s}` : ''}`;
     });

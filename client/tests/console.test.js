@@ -334,6 +334,33 @@ test('error log: severity filter and live tail; reduced motion gets no animation
   await page.context().close();
 });
 
+test('time filters: local time in the inputs and cells, UTC in the deep link and on hover', async () => {
+  const [old] = env.sql(`
+    with s as (select id from ingest.sources where name = 'erp')
+    insert into ingest.errors (source_id, occurred_at, severity, stage, code, message)
+    select s.id, v.at::timestamptz, 'error', 'fetch', 'old', 'from 2020' from s,
+      (values ('2020-01-01T00:00:05Z'), ('2020-01-01T00:00:20Z')) as v(at)
+    returning id`).split('\n');
+  const page = await newPage(browser, { timezoneId: 'Asia/Kolkata' }); // UTC+05:30
+  await page.goto(`${env.base}/#/errors?to=2020-01-01T00:00:10Z&token=${env.token}`);
+  await page.waitForSelector('table[data-list="errors"] tbody tr');
+  assert.deepEqual(await page.$$eval('table[data-list="errors"] tbody tr', (r) => r.map((x) => x.dataset.id)), [old]);
+  assert.equal(await page.inputValue('#f-errors-to'), '2020-01-01T05:30:10');
+  assert.equal(await page.getAttribute('#f-errors-to', 'title'), '2020-01-01 00:00:10 UTC');
+  assert.equal(await page.textContent('td[data-col="occurred_at"] time'), '1/1/2020, 5:30:05 AM');
+  assert.equal(await page.getAttribute('td[data-col="occurred_at"] time', 'title'), '2020-01-01 00:00:05 UTC');
+
+  await page.fill('#f-errors-from', '2020-01-01T05:30:15');
+  await page.fill('#f-errors-to', '2020-01-01T05:31:01');
+  await page.click('form.filters button[type="submit"]');
+  await page.waitForFunction(() => location.hash === '#/errors?from=2020-01-01T00%3A00%3A15Z&to=2020-01-01T00%3A01%3A01Z');
+  await page.waitForFunction(() => document.querySelectorAll('table[data-list="errors"] tbody tr').length === 1
+    && document.querySelector('td[data-col="message"]').textContent === 'from 2020'
+    && document.querySelector('td[data-col="occurred_at"] time').title === '2020-01-01 00:00:20 UTC');
+  assert.deepEqual(page.problems, []);
+  await page.context().close();
+});
+
 test('keyboard only: skip link, the nav and the sign-in are reachable; Enter activates, Escape closes', async () => {
   const page = await tracedPage();
   await page.goto(`${env.base}/wall#token=${env.token}`);
