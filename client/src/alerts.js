@@ -113,14 +113,14 @@ export function renderAlertBanner(banner, badge, store, now) {
   const head = [firing.length ? `${firing.length} firing` : '', pending ? `${pending} pending` : '']
     .filter(Boolean).join(' · ');
   const shown = list.slice(0, 4);
-  banner.replaceChildren(
+  banner.replaceChildren(...[
     h('a', { class: 'alert-head', href: '#/alerts' }, head),
     h('ul', { class: 'alert-chips' }, shown.map((a) => h('li', {
       data: { severity: a.severity, state: a.state, rule: a.rule, instance: a.instance },
       title: a.summary || '',
     }, alertLine(a, now)))),
     list.length > shown.length ? h('a', { href: '#/alerts', class: 'alert-more' }, `+${list.length - shown.length} more`) : null,
-  );
+  ].filter(Boolean));
 }
 
 const HISTORY_FILTERS = ['rule', 'source', 'state'];
@@ -232,7 +232,7 @@ export function renderAlertsView(root, { rest, store, params, navigate }) {
 
   root.replaceChildren(
     h('div', { class: 'console-head' }, h('h2', {}, 'Alerts')),
-    h('section', { class: 'panel list-panel', 'aria-labelledby': 'active-h' },
+    h('section', { class: 'panel list-panel fit', 'aria-labelledby': 'active-h' },
       h('h3', { id: 'active-h' }, 'Active'), h('div', { class: 'scroll' }, activeTable, activeEmpty)),
     h('section', { class: 'panel list-panel', 'aria-labelledby': 'history-h' },
       h('h3', { id: 'history-h' }, 'History'), form, status, h('div', { class: 'scroll' }, histTable), more),

@@ -40,6 +40,16 @@ function lastNumber(values) {
   return null;
 }
 
+/** Points on a series with few values (a lone value draws no line). */
+function sparse(u, si) {
+  let n = 0;
+  for (const v of u.data[si]) if (v != null && ++n > 90) return false;
+  return true;
+}
+
+/** Tick steps of count axes: whole numbers only. */
+const COUNT_INCRS = [1, 2, 5].flatMap((m) => [1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9].map((p) => m * p)).sort((a, b) => a - b);
+
 /** "#rrggbb" → the same colour at 15 % opacity (canvas styles take no color-mix()). */
 function translucent(color) {
   return /^#[0-9a-f]{6}$/i.test(color) ? `${color}26` : color;
@@ -102,7 +112,7 @@ export function createChart(host, spec) {
     `${s.label} `, h('b', { data: { figure: '' } }, DASH), h('small', {}, ''))));
   const readout = h('p', { class: 'chart-readout', 'aria-hidden': 'true' }, '\u00a0');
   const plot = h('div', { class: 'chart-plot', role: 'img', 'aria-label': `${title} chart; figures in the legend and the data table` });
-  const table = h('div', { class: 'chart-table' });
+  const table = h('div', { class: 'chart-table', tabIndex: 0, role: 'region', 'aria-label': `${title}: data table` });
   const details = h('details', { class: 'chart-data' }, h('summary', {}, 'Data table'), table);
   details.addEventListener('toggle', () => { if (details.open) fillTable(); });
   const box = h('figure', { class: 'chart', id: `chart-${id}`, data: { chart: id } },
@@ -131,10 +141,12 @@ export function createChart(host, spec) {
       },
       axes: [
         { ...axis, values: (_u, splits) => splits.map((t) => fmtTick(t, data?.step || 60)), space: c.size * 5 },
-        { ...axis, size: c.size * 4.2, values: (_u, splits) => splits.map((v) => fmtValue(kind, v)), space: c.size * 2.2 },
+        { ...axis, size: c.size * 4.2, values: (_u, splits) => splits.map((v) => fmtValue(kind, v)), space: c.size * 2.2,
+          incrs: kind === 'ms' ? undefined : COUNT_INCRS },
       ],
       series: [{}, ...series.map((s) => ({
-        label: s.label, stroke: c.v(s.color), width: 2, dash: s.dash, spanGaps: kind === 'ms', points: { show: false },
+        label: s.label, stroke: c.v(s.color), width: 2, dash: s.dash, spanGaps: kind === 'ms',
+        points: kind === 'ms' ? { show: sparse, size: 6 } : undefined, // lag has no value in idle buckets
         fill: s.fill ? translucent(c.v(s.color)) : undefined,
       }))],
       hooks: { setCursor: [(self) => showReadout(self.cursor.idx)] },

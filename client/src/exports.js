@@ -207,12 +207,12 @@ export function renderExportsView(root, { store, params, lastList, getToken, onD
         actions.dataset.key = key;
         const label = `export ${job.id.slice(0, 8)}`;
         const btn = (txt, aria, fn) => h('button', { type: 'button', 'aria-label': `${aria} ${label}`, on: { click: (e) => fn(e.currentTarget) } }, txt);
-        actions.replaceChildren(
+        actions.replaceChildren(...[
           status === 'finished' ? btn('Download', 'Download', (b) => download(job, b)) : null,
           !DONE.has(status) ? btn('Cancel', 'Cancel', () => store.cancel(job.id).catch((e) => text(formStatus, `Cancel failed: ${e.message}`))) : null,
           status === 'finished' ? btn('Delete', 'Delete the file of', () => store.cancel(job.id).catch((e) => text(formStatus, `Delete failed: ${e.message}`))) : null,
           DONE.has(status) || status === 'deleted' ? btn('Remove', 'Remove from the list', () => store.forget(job.id)) : null,
-        );
+        ].filter(Boolean));
       }
       if (tbody.children[i] !== tr) tbody.insertBefore(tr, tbody.children[i] || null);
     });

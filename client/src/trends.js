@@ -134,7 +134,7 @@ export function renderTrendsView(root, { rest, params, sources, navigate }) {
     const want = new Set(names);
     if (source) want.add(source);
     select.replaceChildren(h('option', { value: '' }, 'all sources'),
-      [...want].sort().map((n) => h('option', { value: n, selected: n === source }, n)));
+      ...[...want].sort().map((n) => h('option', { value: n, selected: n === source }, n)));
   };
   fillSources(sources.items.map((s) => s.name));
   if (!sources.loaded) sources.refresh().then(() => fillSources(sources.items.map((s) => s.name)));

@@ -11,6 +11,21 @@ import { createExportStore, renderExportsView } from './exports.js';
 import { createSourcesModel, renderHealthGrid, renderSourcesView } from './sources.js';
 
 const LIST_ROUTES = new Set(['runs', 'records', 'errors']);
+const LAST_LIST_KEY = 'ingestwatch.lastList';
+
+function readLastList() {
+  try {
+    const [kind, query] = JSON.parse(sessionStorage.getItem(LAST_LIST_KEY));
+    return LIST_ROUTES.has(kind) ? { kind, params: new URLSearchParams(query) } : null;
+  } catch { return null; }
+}
+function saveLastList(kind, params) {
+  const p = new URLSearchParams(params);
+  p.delete('token');
+  p.delete('access_token');
+  try { sessionStorage.setItem(LAST_LIST_KEY, JSON.stringify([kind, p.toString()])); } catch { /* private mode */ }
+  return { kind, params: p };
+}
 
 export function createViews({ root, getToken, onAuthError }) {
   const $ = (id) => document.getElementById(id);
@@ -24,7 +39,7 @@ export function createViews({ root, getToken, onAuthError }) {
   let wallOn = false;
   let wall = null;       // createWallCharts(), loaded with the chart code
   let stopSources = null;
-  let lastList = null;   // { kind, params } of the last list route, for exports
+  let lastList = readLastList(); // { kind, params } of the last list route, for exports
   let frame = 0;
 
   const schedule = () => {
@@ -112,7 +127,7 @@ export function createViews({ root, getToken, onAuthError }) {
     route({ route, params }) {
       const [head, arg] = route;
       if (route.length === 0) startWall(); else stopWall();
-      if (LIST_ROUTES.has(head) && !arg) lastList = { kind: head, params: new URLSearchParams(params) };
+      if (LIST_ROUTES.has(head) && !arg) lastList = saveLastList(head, params);
       const mine = ['sources', 'trends', 'alerts', 'exports'].includes(head) && !arg;
       root.hidden = !mine;
       if (mine) show(head, params);
