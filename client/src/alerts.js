@@ -140,7 +140,7 @@ export function renderAlertsView(root, { rest, store, params, navigate }) {
   const activeEmpty = h('p', { class: 'empty' }, 'Waiting for the alerts stream…');
   const activeTable = h('table', { class: 'list', id: 'active-alerts' },
     h('thead', {}, h('tr', {}, ['Severity', 'State', 'Rule', 'Scope', 'Value', 'Limit', 'Since', 'Summary']
-      .map((c) => h('th', { scope: 'col' }, c)))),
+      .map((c) => h('th', { scope: 'col', class: c === 'Value' || c === 'Limit' ? 'n' : null }, c)))),
     activeBody);
 
   const form = h('form', { class: 'filters', 'aria-label': 'Alert history filters' },
@@ -163,7 +163,7 @@ export function renderAlertsView(root, { rest, store, params, navigate }) {
   const more = h('button', { type: 'button', class: 'more', hidden: true }, 'Load more');
   const histTable = h('table', { class: 'list', id: 'alert-history' },
     h('thead', {}, h('tr', {}, ['Time', 'Rule', 'Scope', 'Transition', 'Severity', 'Value', 'Limit']
-      .map((c) => h('th', { scope: 'col' }, c)))),
+      .map((c) => h('th', { scope: 'col', class: c === 'Value' || c === 'Limit' ? 'n' : null }, c)))),
     histBody);
   const seen = new Set();
   let cursor = null;
@@ -194,7 +194,8 @@ export function renderAlertsView(root, { rest, store, params, navigate }) {
       }
       cursor = body.next_cursor;
       more.hidden = !cursor;
-      text(status, `${histBody.rows.length} transitions${cursor ? ' (more available)' : ''}`);
+      const n = histBody.rows.length;
+      text(status, `${n} transition${n === 1 ? '' : 's'}${cursor ? ' (more available)' : ''}`);
     } catch (e) {
       if (!gone) text(status, `Could not load the alert history: ${e.message}`);
     } finally {

@@ -47,8 +47,8 @@ function sparse(u, si) {
   return true;
 }
 
-/** Tick steps of count axes: whole numbers only. */
-const COUNT_INCRS = [1, 2, 5].flatMap((m) => [1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9].map((p) => m * p)).sort((a, b) => a - b);
+/** Tick steps of the value axes: whole counts, whole milliseconds. */
+const WHOLE_INCRS = [1, 2, 5].flatMap((m) => [1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9].map((p) => m * p)).sort((a, b) => a - b);
 
 /** "#rrggbb" → the same colour at 15 % opacity (canvas styles take no color-mix()). */
 function translucent(color) {
@@ -142,7 +142,7 @@ export function createChart(host, spec) {
       axes: [
         { ...axis, values: (_u, splits) => splits.map((t) => fmtTick(t, data?.step || 60)), space: c.size * 5 },
         { ...axis, size: c.size * 4.2, values: (_u, splits) => splits.map((v) => fmtValue(kind, v)), space: c.size * 2.2,
-          incrs: kind === 'ms' ? undefined : COUNT_INCRS },
+          incrs: WHOLE_INCRS },
       ],
       series: [{}, ...series.map((s) => ({
         label: s.label, stroke: c.v(s.color), width: 2, dash: s.dash, spanGaps: kind === 'ms',
