@@ -9,7 +9,7 @@ import { h, text, attr } from './dom.js';
 import { DASH, fmtCount, fmtUtc, parseTime } from './format.js';
 
 const KEY = 'ingestwatch.exports';
-const DONE = new Set(['finished', 'failed', 'cancelled', 'expired']);
+const DONE = new Set(['finished', 'failed', 'cancelled', 'expired', 'deleted']);
 
 /** Filters a job can take, per list (the list's query parameters). */
 export const EXPORT_FILTERS = {
@@ -211,7 +211,7 @@ export function renderExportsView(root, { store, params, lastList, getToken, onD
           status === 'finished' ? btn('Download', 'Download', (b) => download(job, b)) : null,
           !DONE.has(status) ? btn('Cancel', 'Cancel', () => store.cancel(job.id).catch((e) => text(formStatus, `Cancel failed: ${e.message}`))) : null,
           status === 'finished' ? btn('Delete', 'Delete the file of', () => store.cancel(job.id).catch((e) => text(formStatus, `Delete failed: ${e.message}`))) : null,
-          DONE.has(status) || status === 'deleted' ? btn('Remove', 'Remove from the list', () => store.forget(job.id)) : null,
+          DONE.has(status) ? btn('Remove', 'Remove from the list', () => store.forget(job.id)) : null,
         ].filter(Boolean));
       }
       if (tbody.children[i] !== tr) tbody.insertBefore(tr, tbody.children[i] || null);

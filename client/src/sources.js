@@ -83,7 +83,7 @@ export function freshnessText(hl, now) {
  * Keeps /api/sources fresh (every `every` ms while someone is watching) and
  * combines it with the live figures and alerts.
  */
-export function createSourcesModel({ rest, every = 15_000, onChange }) {
+export function createSourcesModel({ rest, every = 15_000, onChange, canFetch = () => true }) {
   let items = [];
   let loadedAt = 0;
   let error = null;
@@ -108,7 +108,7 @@ export function createSourcesModel({ rest, every = 15_000, onChange }) {
     watch() {
       if (watchers++ === 0) {
         refresh();
-        timer = setInterval(refresh, every);
+        timer = setInterval(() => { if (canFetch()) refresh(); }, every);
       }
       return () => { if (--watchers === 0) clearInterval(timer); };
     },

@@ -66,10 +66,10 @@ const metricsOf = (groups) => [...new Set(groups.flatMap((g) => GROUPS[g].series
 /**
  * The wallboard's last hour: throughput, errors, lag p95. `kpisChanged()`
  * asks for a refresh soon (at most one every `minGap` ms); a refresh also
- * runs every `every` ms. The visible window slides every second (only on
+ * runs every `every` ms while `canFetch()`. The visible window slides every second (only on
  * refresh with prefers-reduced-motion).
  */
-export function createWallCharts(host, rest, { every = 10_000, minGap = 3000 } = {}) {
+export function createWallCharts(host, rest, { every = 10_000, minGap = 3000, canFetch = () => true } = {}) {
   const groups = ['throughput', 'errors', 'lag95'];
   const charts = groups.map((g) => createChart(host, { id: `wall-${g}`, ...GROUPS[g], figure: GROUPS[g].kind === 'ms' ? 'peak' : 'last hour' }));
   const metrics = metricsOf(groups);
@@ -79,6 +79,7 @@ export function createWallCharts(host, rest, { every = 10_000, minGap = 3000 } =
   let timers = [];
 
   async function refresh() {
+    if (!canFetch()) return; // socket down: the server likely is too; the next snapshot refreshes
     if (busy) { pending = true; return; }
     busy = true;
     pending = false;

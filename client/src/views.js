@@ -47,7 +47,8 @@ export function createViews({ root, getToken, onAuthError }) {
   };
   const alerts = createAlertStore();
   const exportsStore = createExportStore({ rest, onChange: schedule });
-  const sources = createSourcesModel({ rest, onChange: schedule });
+  const live = () => !state || state.live; // no polling while the socket is down
+  const sources = createSourcesModel({ rest, onChange: schedule, canFetch: live });
   setInterval(() => { if (wallOn || current) schedule(); }, 1000); // ages, "since"
 
   function render(now) {
@@ -69,7 +70,7 @@ export function createViews({ root, getToken, onAuthError }) {
     if (wallCharts) {
       if (!wall) {
         const { createWallCharts } = await import('./trends.js');
-        wall ||= createWallCharts(wallCharts, rest);
+        wall ||= createWallCharts(wallCharts, rest, { canFetch: live });
       }
       if (wallOn) wall.start();
     }
@@ -118,7 +119,7 @@ export function createViews({ root, getToken, onAuthError }) {
       if (alerts.apply(msg) || exportsStore.apply(msg)) schedule();
       else if (msg.type === 'delta' || msg.type === 'snapshot') {
         if (msg.topic === 'kpis') {
-          wall?.kpisChanged();
+          queueMicrotask(() => wall?.kpisChanged()); // after main.js has applied the frame (state.live)
           if (wallOn || current?.name === 'sources') schedule();
         }
       }
