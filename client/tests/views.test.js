@@ -389,3 +389,42 @@ test('bundle budget: the wallboard with its charts loads at most 150 KB gzipped;
   assert.deepEqual(page.problems, []);
   await page.context().close();
 });
+
+test('source health thresholds (sources.js) and trend windows (trends.js), without a browser', async () => {
+  const { sourceHealth, HEALTH } = await import('../src/sources.js');
+  const { rangeWindow, RANGES } = await import('../src/trends.js');
+  const now = Date.parse('2026-11-26T10:00:00Z');
+  const ago = (s) => new Date(now - s * 1000).toISOString();
+  const src = (extra) => ({ name: 'crm', expected_interval_secs: 60, last_record_at: ago(10), ...extra });
+  const fig = (normalized, rejected, errors = 0) => ({ received: normalized + rejected, normalized, rejected, errors });
+  const state = (s, live = null, alerts = []) => sourceHealth(s, live, alerts, now).state;
+
+  assert.equal(state(src()), 'healthy');
+  assert.equal(state(src({ expected_interval_secs: null, last_record_at: ago(86_400) })), 'healthy', 'no interval: never late');
+  assert.equal(state(src({ last_record_at: ago(61) })), 'warning', 'late past 1 × E');
+  assert.equal(state(src({ last_record_at: ago(180) })), 'warning', 'still late at 3 × E');
+  assert.equal(state(src({ last_record_at: ago(181) })), 'stale');
+  assert.equal(state(src({ last_record_at: ago(181) }), { last_received_at: ago(5) }), 'healthy', 'the live figures are fresher');
+  assert.equal(state(src({ last_record_at: null })), 'stale', 'never received');
+  assert.equal(state(src(), fig(95, 5)), 'warning', `${HEALTH.rejectWarn * 100} % rejected`);
+  assert.equal(state(src(), fig(96, 4)), 'healthy');
+  assert.equal(state(src(), fig(80, 20)), 'failing', `${HEALTH.rejectFail * 100} % rejected`);
+  assert.equal(state(src(), fig(5, 4)), 'healthy', 'rates need 10 records');
+  assert.equal(state(src(), fig(100, 0, 5)), 'warning', 'errors per record');
+  assert.equal(state(src({ last_run: { id: 1, status: 'failed' } })), 'failing');
+  assert.equal(state(src({ last_run: { id: 1, status: 'partial' } })), 'warning');
+  const alert = (severity, st) => [{ rule: 'r', source: 'crm', sources: ['crm'], severity, state: st }];
+  assert.equal(state(src(), null, alert('critical', 'firing')), 'failing');
+  assert.equal(state(src(), null, alert('critical', 'pending')), 'warning');
+  assert.equal(state(src(), null, alert('warning', 'firing')), 'warning');
+  assert.equal(state(src(), null, [{ ...alert('critical', 'firing')[0], source: 'erp', sources: ['erp'] }]), 'healthy');
+  assert.equal(state(src({ last_record_at: null, last_run: { id: 2, status: 'failed' } })), 'failing', 'failing wins over stale');
+
+  for (const [name, r] of Object.entries(RANGES)) {
+    const w = rangeWindow(name, now + 1500);
+    assert.equal(w.to - w.from, r.secs, name);
+    assert.equal(w.to % w.step, 0, `${name} ends on a bucket boundary`);
+    assert.ok(w.from * 1000 < now && now + 1500 < w.to * 1000, `${name} holds now`);
+    assert.ok(r.secs / w.step <= 1440, `${name}: at most 1,440 points`);
+  }
+});
