@@ -4,6 +4,7 @@ import { connect, wsUrl } from './ws.js';
 import { applyMergePatch } from './mergepatch.js';
 import { createView } from './view.js';
 import { createConsole, parseRoute } from './console.js';
+import { createViews } from './views.js';
 import { fmtClock, fmtUtc } from './format.js';
 
 const WINDOWS = ['1m', '5m', '1h', '24h'];
@@ -93,6 +94,7 @@ function toast(text) {
 }
 
 function onFrame(msg) {
+  views.onFrame(msg, state); // alerts, export jobs, charts (views.js)
   if (Number.isSafeInteger(msg.seq) && (state.seq === null || msg.seq > state.seq)) state.seq = msg.seq;
   switch (msg.type) {
     case 'hello':
@@ -146,7 +148,7 @@ function onState(conn, info = {}) {
 }
 
 function subscribeMessage() {
-  const msg = { op: 'subscribe', topics: ['kpis', 'events'] };
+  const msg = { op: 'subscribe', topics: ['kpis', 'events', 'alerts', 'exports'] };
   const since = lastEventSeq ?? baseSeq;
   if (since !== null) msg.since = since;
   return msg;
@@ -185,10 +187,12 @@ const showConsole = createConsole({
     schedule();
   },
 });
+const views = createViews({ root: document.getElementById('views'), getToken: () => token });
 function route() {
-  const isConsole = currentRoute.route.length > 0 && showConsole(currentRoute);
+  const isView = views.route(currentRoute); // #/sources, #/trends, #/alerts, #/exports
+  const isConsole = isView || (currentRoute.route.length > 0 && showConsole(currentRoute));
   wall.hidden = isConsole;
-  consoleRoot.hidden = !isConsole;
+  consoleRoot.hidden = !isConsole || isView;
   document.body.dataset.view = isConsole ? 'console' : 'wall';
   const here = isConsole ? currentRoute.route[0] : 'wall';
   for (const a of document.querySelectorAll('.views a')) {

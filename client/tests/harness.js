@@ -144,3 +144,24 @@ export async function newPage(browser, opts = {}) {
   page.on('pageerror', (e) => page.problems.push(`pageerror: ${e.message}`));
   return page;
 }
+
+/** Polls `fn()` (sync or async) until it returns a truthy value, which it returns; throws after `timeout` ms. */
+export async function waitFor(fn, { timeout = 10_000, every = 50, what = 'a condition' } = {}) {
+  const deadline = Date.now() + timeout;
+  let last;
+  while (Date.now() <= deadline) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) { last = e; }
+    await sleep(every);
+  }
+  throw new Error(`timed out after ${timeout} ms waiting for ${what} (last: ${last})`);
+}
+
+/** Runs axe-core on the page's document; returns "view/theme: rule: targets" of serious and critical violations. */
+export async function axeProblems(page, label) {
+  const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+  return result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${label}: ${v.id}: ${v.nodes.map((n) => n.target).join(' ')}`);
+}
