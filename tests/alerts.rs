@@ -431,14 +431,7 @@ longer_than = "700ms"
         .await
         .expect("limit");
     let t0 = Instant::now();
-    db.client
-        .execute(
-            "select pg_terminate_backend(pid) from pg_stat_activity
-              where application_name = $1 and datname = current_database()",
-            &[&ingestwatch::listen::APPLICATION_NAME],
-        )
-        .await
-        .expect("terminate");
+    kill_listener(&db.client).await;
     let h = wait_states(&server, "listener", "", &["firing"], T).await;
     assert!(t0.elapsed() >= Duration::from_millis(700));
     assert!(h[0]["value"].as_f64().expect("value") > 0.7);

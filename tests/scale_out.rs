@@ -17,20 +17,7 @@ use serde_json::{json, Value};
 /// One pipeline step: a run, 1–4 records, processed, the run finished; every
 /// tenth step also a transaction that is rolled back (a hole in the seqs).
 async fn step(p: &Pipeline, src: i64, i: i64) {
-    let run = p.run(src).await;
-    let ids = p.records(run, src, 1 + i % 4).await;
-    p.process(
-        &ids,
-        if i % 5 == 0 { "rejected" } else { "normalized" },
-        20 + i,
-    )
-    .await;
-    if i % 3 == 0 {
-        p.error(run, src, ids.first().copied(), "error", "E_SCHEMA")
-            .await;
-    }
-    p.finish_run(run, if i % 7 == 0 { "failed" } else { "succeeded" })
-        .await;
+    p.varied_step(src, i).await;
     if i % 10 == 0 {
         p.client
             .batch_execute(&format!(

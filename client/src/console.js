@@ -95,6 +95,7 @@ export function createConsole({ root, getToken, onAuthError }) {
   let gen = 0; // drops answers of views that were left
 
   async function api(path, opts = {}) {
+    if (!getToken()) throw new Error('not signed in'); // no request to refuse
     const r = await fetch(path, { headers: { authorization: `Bearer ${getToken() || ''}`, ...opts.headers } });
     if (r.status === 401 || r.status === 403) onAuthError?.(r.status);
     if (!r.ok) {

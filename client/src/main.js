@@ -4,6 +4,7 @@ import { connect, wsUrl, bearerProtocols } from './ws.js';
 import { applyMergePatch } from './mergepatch.js';
 import { createView } from './view.js';
 import { createConsole, parseRoute } from './console.js';
+import { createViews } from './views.js';
 import { createSignin } from './signin.js';
 
 const WINDOWS = ['1m', '5m', '1h', '24h'];
@@ -90,6 +91,7 @@ function toast(text) {
 }
 
 function onFrame(msg) {
+  views.onFrame(msg, state); // alerts, export jobs, charts (views.js)
   if (Number.isSafeInteger(msg.seq) && (state.seq === null || msg.seq > state.seq)) state.seq = msg.seq;
   if (signin.onFrame(msg)) { schedule(); return; }
   switch (msg.type) {
@@ -146,7 +148,7 @@ function onState(conn, info = {}) {
 }
 
 function subscribeMessage() {
-  const msg = { op: 'subscribe', topics: ['kpis', 'events'] };
+  const msg = { op: 'subscribe', topics: ['kpis', 'events', 'alerts', 'exports'] };
   const since = lastEventSeq ?? baseSeq;
   if (since !== null) msg.since = since;
   return msg;
@@ -187,12 +189,15 @@ const showConsole = createConsole({
     schedule();
   },
 });
+const views = createViews({ root: document.getElementById('views'), getToken: () => signin.token() });
+views.onFrame({ type: 'init' }, state); // views see the connection state (no REST polling while signed out)
 function route() {
   const focused = document.activeElement?.id; // a filter that re-rendered its view keeps the focus
-  const isConsole = currentRoute.route.length > 0 && showConsole(currentRoute);
+  const isView = views.route(currentRoute); // #/sources, #/trends, #/alerts, #/exports
+  const isConsole = isView || (currentRoute.route.length > 0 && showConsole(currentRoute));
   if (focused && document.activeElement === document.body) document.getElementById(focused)?.focus();
   wall.hidden = isConsole;
-  consoleRoot.hidden = !isConsole;
+  consoleRoot.hidden = !isConsole || isView;
   document.body.dataset.view = isConsole ? 'console' : 'wall';
   const here = isConsole ? currentRoute.route[0] : 'wall';
   for (const a of document.querySelectorAll('.views a')) {

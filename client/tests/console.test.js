@@ -8,7 +8,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { Env, launchBrowser, newPage, mintToken, until } from './harness.js';
+import { Env, launchBrowser, newPage, mintToken, waitFor, axeProblems } from './harness.js';
 import { prettyJson } from '../src/prettyjson.js';
 
 const require = createRequire(import.meta.url);
@@ -63,9 +63,7 @@ async function axe(page, what) {
   }
   for (const theme of ['dark', 'light']) {
     await page.evaluate((t) => { document.documentElement.dataset.theme = t; }, theme);
-    const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
-    const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-    assert.deepEqual(bad.map((v) => `${what}/${theme}: ${v.id}: ${v.nodes.map((n) => n.target).join(' ')}`), []);
+    assert.deepEqual(await axeProblems(page, `${what}/${theme}`), []);
   }
 }
 
@@ -101,11 +99,11 @@ test('sign in by pasting a token: sub, role, expiry; a bad token shows an error 
   const sentBefore = page.sent.length;
   await page.fill('#signin-token', 'not-a-token');
   await page.click('#signin button[type="submit"]');
-  await until(async () => /not a JWT/.test(await page.textContent('#signin-error')), { what: 'malformed-token message' });
+  await waitFor(async () => /not a JWT/.test(await page.textContent('#signin-error')), { what: 'malformed-token message' });
   const forged = `${good.slice(0, -4)}${good.endsWith('AAAA') ? 'BBBB' : 'AAAA'}`;
   await page.fill('#signin-token', forged);
   await page.click('#signin button[type="submit"]');
-  await until(async () => /server refused this token/.test(await page.textContent('#signin-error')), { what: 'refused-token message' });
+  await waitFor(async () => /server refused this token/.test(await page.textContent('#signin-error')), { what: 'refused-token message' });
   assert.ok(await page.$('#signin[open]'), 'the dialog stays open');
   assert.equal(await page.evaluate(() => sessionStorage.getItem('ingestwatch.token')), good);
   assert.equal(await page.textContent('#who .who-name'), 'ada@example.com · viewer');
@@ -138,7 +136,7 @@ test('a fresh token while connected goes in band; the stream outlives the first 
   await page.waitForSelector('#status[data-state="live"]');
   assert.equal(page.sockets.length, 1);
   assert.ok(!page.sockets[0].url().includes(short), 'the token is not in the WebSocket URL');
-  await until(async () => /^\d s$/.test(await page.textContent('#who .who-left')), { what: 'seconds countdown' });
+  await waitFor(async () => /^\d s$/.test(await page.textContent('#who .who-left')), { what: 'seconds countdown' });
   assert.equal(await page.getAttribute('#who', 'data-tone'), 'warn', 'close to expiry');
 
   const fresh = mintToken({ ttl: '2h', subject: 'long-lived' });
@@ -147,12 +145,12 @@ test('a fresh token while connected goes in band; the stream outlives the first 
   await page.click('#signin button[type="submit"]');
   await dialogClosed(page);
   assert.ok(page.sent.some((f) => { const m = JSON.parse(f); return m.op === 'auth' && m.token === fresh; }), 'op auth sent in band');
-  await until(() => page.received.some((m) => m.type === 'authenticated' && m.expires_at * 1000 > Date.now() + 3_600_000),
+  await waitFor(() => page.received.some((m) => m.type === 'authenticated' && m.expires_at * 1000 > Date.now() + 3_600_000),
     { what: 'authenticated for the fresh token' });
   assert.equal(await page.textContent('#who .who-name'), 'long-lived · operator');
 
   // past the first token's expiry and the server's grace, the same socket still delivers
-  await until(() => Date.now() > expiresAt + (GRACE_SECS + 1) * 1000, { timeout: 15_000, every: 200, what: 'first token expiry + grace' });
+  await waitFor(() => Date.now() > expiresAt + (GRACE_SECS + 1) * 1000, { timeout: 15_000, every: 200, what: 'first token expiry + grace' });
   const requests = [];
   page.on('request', (r) => { if (r.url().includes('/api/')) requests.push(r.headers().authorization); });
   const [id] = commitRecords('crm', 'after-expiry');
@@ -173,7 +171,7 @@ test('an expired session says so; signing in again reconnects and resumes', asyn
   await page.waitForSelector('#status[data-state="live"]');
   await page.waitForSelector('#who[data-tone="bad"]', { timeout: 10_000 });
   assert.equal(await page.textContent('#who .who-left'), 'expired');
-  await until(() => page.received.some((m) => m.type === 'error' && m.code === 'token_expired'), { what: 'token_expired frame' });
+  await waitFor(() => page.received.some((m) => m.type === 'error' && m.code === 'token_expired'), { what: 'token_expired frame' });
   // not refreshed within the grace: closed with 4401, the page says so and stops retrying
   await page.waitForSelector('#status[data-state="denied"]', { timeout: 10_000 });
   assert.match(await page.textContent('#status'), /^signed out — data as of \d\d:\d\d:\d\d$/);
@@ -226,7 +224,7 @@ test('raw JSON viewer: exact text, fold and unfold, search, copy raw and copy pa
   assert.equal(await page.textContent('#raw-json-count'), '1 of 1');
   assert.equal(await page.textContent('#raw-json-path'), '$.nested.list[1].deep');
   await page.fill('#raw-json-search', 'a');
-  await until(async () => /^1 of ([2-9]|\d\d+)$/.test(await page.textContent('#raw-json-count')), { what: 'matches of "a"' });
+  await waitFor(async () => /^1 of ([2-9]|\d\d+)$/.test(await page.textContent('#raw-json-count')), { what: 'matches of "a"' });
   const total = Number((await page.textContent('#raw-json-count')).split(' of ')[1]);
   assert.ok(total >= 5, `matches in keys and values: ${total}`);
   await page.press('#raw-json-search', 'Enter');
@@ -239,12 +237,12 @@ test('raw JSON viewer: exact text, fold and unfold, search, copy raw and copy pa
 
   // copy raw: exactly as stored; copy path of the selected node
   await page.click('[data-copy="raw"]');
-  await until(async () => (await page.evaluate(() => navigator.clipboard.readText())) === stored, { what: 'raw JSON on the clipboard' });
+  await waitFor(async () => (await page.evaluate(() => navigator.clipboard.readText())) === stored, { what: 'raw JSON on the clipboard' });
   await page.click('#raw-json [data-path="$.nested.quote"]');
   await page.click('[data-copy="path"]');
-  await until(async () => (await page.evaluate(() => navigator.clipboard.readText())) === '$.nested.quote', { what: 'path on the clipboard' });
+  await waitFor(async () => (await page.evaluate(() => navigator.clipboard.readText())) === '$.nested.quote', { what: 'path on the clipboard' });
   await page.click('[data-copy="value"]');
-  await until(async () => (await page.evaluate(() => navigator.clipboard.readText())) === '"say \\"hi\\""', { what: 'value on the clipboard' });
+  await waitFor(async () => (await page.evaluate(() => navigator.clipboard.readText())) === '"say \\"hi\\""', { what: 'value on the clipboard' });
 
   // keyboard: arrows move, Enter folds, ← goes to the parent
   await page.press('#raw-json-search', 'Escape');
@@ -273,14 +271,14 @@ test('raw JSON viewer: exact text, fold and unfold, search, copy raw and copy pa
 test('records list: a committed row appears at the top live; paused, it waits until resumed', async () => {
   const page = await tracedPage({ reducedMotion: 'no-preference' });
   await page.goto(`${env.base}/#/records?source=crm&token=${env.token}`);
-  await until(async () => /^\d+ records/.test(await page.textContent('.list-status')), { what: 'the first page' });
+  await waitFor(async () => /^\d+ records/.test(await page.textContent('.list-status')), { what: 'the first page' });
   assert.equal(await page.getAttribute('[data-live="pause"]', 'aria-pressed'), 'false');
 
   const [erp] = commitRecords('erp', 'live-erp');
   const [first] = commitRecords('crm', 'live-1');
   await page.waitForSelector(`table[data-list="records"] tbody tr:first-child[data-id="${first}"]`);
   assert.equal(await page.getAttribute(`tr[data-id="${first}"]`, 'class'), 'new', 'a new row is highlighted');
-  assert.equal(await page.$eval(`tr[data-id="${first}"]`, (r) => getComputedStyle(r).animationName), 'flash');
+  assert.equal(await page.$eval(`tr[data-id="${first}"]`, (r) => getComputedStyle(r).animationName), 'rowflash');
   assert.equal(await page.$(`tr[data-id="${erp}"]`), null, 'a row outside the filter does not appear');
 
   await page.click('[data-live="pause"]');
@@ -314,7 +312,7 @@ test('records list: a committed row appears at the top live; paused, it waits un
 test('error log: severity filter and live tail; reduced motion gets no animation', async () => {
   const page = await tracedPage({ reducedMotion: 'reduce' });
   await page.goto(`${env.base}/#/errors?severity=error&stage=load&token=${env.token}`);
-  await until(async () => /^\d+ errors/.test(await page.textContent('.list-status')), { what: 'the first page' });
+  await waitFor(async () => /^\d+ errors/.test(await page.textContent('.list-status')), { what: 'the first page' });
   assert.equal(await page.inputValue('#f-errors-severity'), 'error');
   assert.equal(await page.inputValue('#f-errors-stage'), 'load');
   const ids = env.sql(`
@@ -369,7 +367,7 @@ test('keyboard only: skip link, the nav and the sign-in are reachable; Enter act
   assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Skip to content');
   assert.equal(await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle), 'solid', 'visible focus ring');
   const order = [];
-  for (let i = 0; i < 10; i++) {
+  for (let i = 0; i < 20; i++) {
     await page.keyboard.press('Tab');
     order.push(await page.evaluate(() => document.activeElement.id || document.activeElement.textContent.trim()));
   }

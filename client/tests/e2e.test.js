@@ -8,7 +8,7 @@ import { readFileSync, readdirSync, mkdirSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import path from 'node:path';
 import { createRequire } from 'node:module';
-import { Env, ROOT, launchBrowser, newPage, sleep, until } from './harness.js';
+import { Env, ROOT, launchBrowser, newPage, sleep } from './harness.js';
 
 const SHOTS = path.join(ROOT, 'docs/screenshots');
 const require = createRequire(import.meta.url);
@@ -27,6 +27,20 @@ after(async () => {
   await browser?.close();
   await env?.close();
 });
+
+/** Waits until `fn()` returns a truthy value; returns it. */
+async function until(fn, { timeout = 5000, every = 50, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) { last = e; }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${last})`);
+    await sleep(every);
+  }
+}
 
 const TILE_KEYS = ['received', 'normalized', 'rejected', 'errors', 'warnings', 'backlog',
   'runs_started', 'runs_succeeded', 'runs_failed', 'runs_running'];

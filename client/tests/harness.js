@@ -154,16 +154,23 @@ export function mintToken({ role = 'operator', ttl = '2h', subject, sources } = 
     .trim().split(/\s+/).pop();
 }
 
-/** Waits until `fn()` returns a truthy value; returns it. */
-export async function until(fn, { timeout = 5000, every = 50, what = 'condition' } = {}) {
+/** Polls `fn()` (sync or async) until it returns a truthy value, which it returns; throws after `timeout` ms. */
+export async function waitFor(fn, { timeout = 10_000, every = 50, what = 'a condition' } = {}) {
   const deadline = Date.now() + timeout;
   let last;
-  for (;;) {
+  while (Date.now() <= deadline) {
     try {
       last = await fn();
       if (last) return last;
     } catch (e) { last = e; }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${last})`);
     await sleep(every);
   }
+  throw new Error(`timed out after ${timeout} ms waiting for ${what} (last: ${last})`);
+}
+
+/** Runs axe-core on the page's document; returns "view/theme: rule: targets" of serious and critical violations. */
+export async function axeProblems(page, label) {
+  const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+  return result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${label}: ${v.id}: ${v.nodes.map((n) => n.target).join(' ')}`);
 }

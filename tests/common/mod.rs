@@ -740,3 +740,40 @@ pub fn assert_same_seqs(got: &[i64], want: &[i64], what: &str) {
         want.len()
     );
 }
+
+/// Terminates the listener's backend(s) in `client`'s database; returns the
+/// pids signalled. A backend that is slow to exit can be signalled again by
+/// the next call: count distinct pids.
+pub async fn kill_listener(client: &tokio_postgres::Client) -> Vec<i32> {
+    client
+        .query(
+            "with l as materialized (
+               select pid from pg_stat_activity
+                where application_name = $1 and datname = current_database())
+             select pid from l where pg_terminate_backend(pid)",
+            &[&ingestwatch::listen::APPLICATION_NAME],
+        )
+        .await
+        .expect("terminate the listener")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+impl Pipeline {
+    /// Step `i` of a varied workload: a run, 1–4 records processed (every
+    /// fifth step rejected), an error every third step, every seventh run
+    /// failed. Autocommit: several events per step.
+    pub async fn varied_step(&self, src: i64, i: i64) {
+        let run = self.run(src).await;
+        let ids = self.records(run, src, 1 + i % 4).await;
+        let status = if i % 5 == 0 { "rejected" } else { "normalized" };
+        self.process(&ids, status, 20 + i).await;
+        if i % 3 == 0 {
+            self.error(run, src, ids.first().copied(), "error", "E_SCHEMA")
+                .await;
+        }
+        self.finish_run(run, if i % 7 == 0 { "failed" } else { "succeeded" })
+            .await;
+    }
+}

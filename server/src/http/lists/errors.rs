@@ -9,9 +9,8 @@
 
 use axum::extract::State;
 use axum::Json;
-use serde::Deserialize;
 
-use super::{fetch_page, Common, ListRequest, Page};
+use super::{fetch_page, list_params, ListRequest, Page};
 use crate::auth::Principal;
 use crate::db::queries::{Kind, SEVERITIES, STAGES};
 use crate::db::rows::Item;
@@ -22,22 +21,15 @@ use crate::state::AppState;
 /// Longest `q` accepted.
 const MAX_Q: usize = 200;
 
-/// Query of `GET /api/errors` and `GET /api/export/errors.csv`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)]
-pub struct ErrorParams {
-    pub source: Option<String>,
-    pub run: Option<String>,
-    pub severity: Option<String>,
-    pub stage: Option<String>,
-    pub code: Option<String>,
-    pub q: Option<String>,
-    pub from: Option<String>,
-    pub to: Option<String>,
-    pub sort: Option<String>,
-    pub cursor: Option<String>,
-    pub limit: Option<String>,
+list_params! {
+    /// Query of `GET /api/errors` and `GET /api/export/errors.csv`.
+    pub struct ErrorParams {
+        pub run,
+        pub severity,
+        pub stage,
+        pub code,
+        pub q,
+    }
 }
 
 impl Params for ErrorParams {
@@ -47,17 +39,7 @@ impl Params for ErrorParams {
 impl ErrorParams {
     /// Validates into a request.
     pub fn request(&self) -> Result<ListRequest, AppError> {
-        let mut req = ListRequest::common(
-            Kind::Errors,
-            &Common {
-                source: self.source.as_deref(),
-                from: self.from.as_deref(),
-                to: self.to.as_deref(),
-                sort: self.sort.as_deref(),
-                cursor: self.cursor.as_deref(),
-                limit: self.limit.as_deref(),
-            },
-        )?;
+        let mut req = ListRequest::common(Kind::Errors, &self.common())?;
         let f = &mut req.filters;
         f.runs = params::ids("run", self.run.as_deref())?;
         f.severities = params::one_of("severity", self.severity.as_deref(), &SEVERITIES)?;

@@ -58,6 +58,43 @@ pub struct Common<'a> {
     pub limit: Option<&'a str>,
 }
 
+/// Declares a list's query struct: the parameters every list shares
+/// (`source`, `from`, `to`, `sort`, `cursor`, `limit`) plus the list's own,
+/// all optional strings validated later, unknown keys refused; and
+/// `common()`, the shared part borrowed for [`ListRequest::common`].
+macro_rules! list_params {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Default, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(missing_docs)]
+        pub struct $name {
+            pub source: Option<String>,
+            $($(#[$fmeta])* pub $field: Option<String>,)*
+            pub from: Option<String>,
+            pub to: Option<String>,
+            pub sort: Option<String>,
+            pub cursor: Option<String>,
+            pub limit: Option<String>,
+        }
+
+        impl $name {
+            /// The shared parameters.
+            fn common(&self) -> $crate::http::lists::Common<'_> {
+                $crate::http::lists::Common {
+                    source: self.source.as_deref(),
+                    from: self.from.as_deref(),
+                    to: self.to.as_deref(),
+                    sort: self.sort.as_deref(),
+                    cursor: self.cursor.as_deref(),
+                    limit: self.limit.as_deref(),
+                }
+            }
+        }
+    };
+}
+pub(crate) use list_params;
+
 impl ListRequest {
     /// The shared part of a request of `kind`; the caller adds its own filters.
     pub fn common(kind: Kind, c: &Common<'_>) -> Result<ListRequest, AppError> {

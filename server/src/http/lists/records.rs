@@ -9,9 +9,8 @@
 
 use axum::extract::State;
 use axum::Json;
-use serde::Deserialize;
 
-use super::{fetch_page, Common, ListRequest, Page};
+use super::{fetch_page, list_params, ListRequest, Page};
 use crate::auth::Principal;
 use crate::db::queries::{Kind, RECORD_STATUSES};
 use crate::db::rows::Item;
@@ -19,22 +18,15 @@ use crate::error::AppError;
 use crate::http::params::{self, ApiQuery, Params};
 use crate::state::AppState;
 
-/// Query of `GET /api/records` and `GET /api/export/records.csv`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)]
-pub struct RecordParams {
-    pub source: Option<String>,
-    pub run: Option<String>,
-    pub status: Option<String>,
-    pub external_id: Option<String>,
-    pub from: Option<String>,
-    pub to: Option<String>,
-    pub sort: Option<String>,
-    pub cursor: Option<String>,
-    pub limit: Option<String>,
-    /// Exports only.
-    pub include_payload: Option<String>,
+list_params! {
+    /// Query of `GET /api/records` and `GET /api/export/records.csv`.
+    pub struct RecordParams {
+        pub run,
+        pub status,
+        pub external_id,
+        /// Exports only.
+        pub include_payload,
+    }
 }
 
 impl Params for RecordParams {
@@ -44,17 +36,7 @@ impl Params for RecordParams {
 impl RecordParams {
     /// Validates into a request.
     pub fn request(&self) -> Result<ListRequest, AppError> {
-        let mut req = ListRequest::common(
-            Kind::Records,
-            &Common {
-                source: self.source.as_deref(),
-                from: self.from.as_deref(),
-                to: self.to.as_deref(),
-                sort: self.sort.as_deref(),
-                cursor: self.cursor.as_deref(),
-                limit: self.limit.as_deref(),
-            },
-        )?;
+        let mut req = ListRequest::common(Kind::Records, &self.common())?;
         req.filters.runs = params::ids("run", self.run.as_deref())?;
         req.filters.statuses = params::one_of("status", self.status.as_deref(), &RECORD_STATUSES)?;
         req.filters.external_ids = params::names("external_id", self.external_id.as_deref())?;

@@ -7,9 +7,8 @@
 
 use axum::extract::State;
 use axum::Json;
-use serde::Deserialize;
 
-use super::{fetch_page, Common, ListRequest, Page};
+use super::{fetch_page, list_params, ListRequest, Page};
 use crate::auth::Principal;
 use crate::db::queries::{Kind, RUN_STATUSES};
 use crate::db::rows::Item;
@@ -17,18 +16,11 @@ use crate::error::AppError;
 use crate::http::params::{self, ApiQuery, Params};
 use crate::state::AppState;
 
-/// Query of `GET /api/runs` and `GET /api/export/runs.csv`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)]
-pub struct RunParams {
-    pub source: Option<String>,
-    pub status: Option<String>,
-    pub from: Option<String>,
-    pub to: Option<String>,
-    pub sort: Option<String>,
-    pub cursor: Option<String>,
-    pub limit: Option<String>,
+list_params! {
+    /// Query of `GET /api/runs` and `GET /api/export/runs.csv`.
+    pub struct RunParams {
+        pub status,
+    }
 }
 
 impl Params for RunParams {
@@ -38,17 +30,7 @@ impl Params for RunParams {
 impl RunParams {
     /// Validates into a request.
     pub fn request(&self) -> Result<ListRequest, AppError> {
-        let mut req = ListRequest::common(
-            Kind::Runs,
-            &Common {
-                source: self.source.as_deref(),
-                from: self.from.as_deref(),
-                to: self.to.as_deref(),
-                sort: self.sort.as_deref(),
-                cursor: self.cursor.as_deref(),
-                limit: self.limit.as_deref(),
-            },
-        )?;
+        let mut req = ListRequest::common(Kind::Runs, &self.common())?;
         req.filters.statuses = params::one_of("status", self.status.as_deref(), &RUN_STATUSES)?;
         Ok(req)
     }
