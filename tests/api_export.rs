@@ -514,6 +514,35 @@ async fn export_job_runs_reports_progress_downloads_and_is_removed() {
         want.iter().map(|r| r[0].clone()).collect::<Vec<_>>()
     );
 
+    // The caller's jobs: the runs job (the records job was removed); another
+    // operator sees none of them.
+    let (status, mine) = server.get("/api/exports").await;
+    assert_eq!(status, 200, "{mine}");
+    let ids: Vec<&str> = mine["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|j| j["id"].as_str())
+        .collect();
+    assert_eq!(ids, [id.as_str()]);
+    assert_eq!(mine["items"][0]["status"], "finished");
+    let other = ingestwatch::auth::mint(&ingestwatch::config::TokenArgs {
+        jwt_secret: SECRET.into(),
+        role: "operator".into(),
+        ttl: "5m".into(),
+        sources: Vec::new(),
+        subject: "someone-else".into(),
+        audience: None,
+        issuer: None,
+        role_claim: "role".into(),
+    })
+    .expect("mint");
+    let (status, theirs) = server.get_as("/api/exports", Some(&other)).await;
+    assert_eq!(status, 200, "{theirs}");
+    assert_eq!(theirs["items"], json!([]));
+    let viewer = token("viewer", &[], "5m");
+    assert_eq!(server.get_as("/api/exports", Some(&viewer)).await.0, 403);
+
     // Bad requests.
     for (body, code, param) in [
         (

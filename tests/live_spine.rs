@@ -291,3 +291,52 @@ async fn d_a_client_that_never_reads_does_not_delay_others_and_is_bounded() {
     drop(stalled);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e_run_durations_follow_finishes_corrections_and_deletes() {
+    let db = TestDb::new().await;
+    let crm = db.source("crm").await;
+    let erp = db.source("erp").await;
+    let server = TestServer::start(&db).await;
+    // Runs of 0.2 s to ~7 min, finished in the last minute; one still running.
+    db.client
+        .batch_execute(&format!(
+            "insert into ingest.runs (source_id, started_at, finished_at, status)
+             select case when i % 3 = 0 then {erp} else {crm} end,
+                    now() - make_interval(secs => 30 + i * i * 0.2 + 0.2), now() - interval '30 seconds',
+                    (array['succeeded', 'failed', 'partial'])[1 + i % 3]::text
+               from generate_series(0, 44) i;
+             insert into ingest.runs (source_id, started_at, status)
+             values ({crm}, now() - interval '1 hour', 'running');"
+        ))
+        .await
+        .expect("runs");
+    server.wait_caught_up(&db).await;
+    assert_all_windows(&server, &db).await;
+    let k = server.kpis("5m").await;
+    let p95 = k["total"]["run_duration_ms"]["p95"].as_f64().expect("p95");
+    assert!(p95 > 300_000.0, "p95 of runs up to ~7 min: {p95}");
+    assert!(k["sources"]["erp"]["run_duration_ms"]["p50"].is_number());
+
+    // A correction (finished_at moved) replaces the old sample; a delete
+    // removes it; a run moved back to running is no longer counted.
+    db.client
+        .batch_execute(
+            "update ingest.runs set finished_at = finished_at - interval '10 seconds'
+              where id in (select id from ingest.runs where status <> 'running' order by id limit 10);
+             delete from ingest.runs where id in (select id from ingest.runs where status <> 'running' order by id desc limit 5);
+             update ingest.runs set status = 'running', finished_at = null
+              where id in (select id from ingest.runs where status = 'failed' order by id limit 3);",
+        )
+        .await
+        .expect("corrections");
+    server.wait_caught_up(&db).await;
+    assert_all_windows(&server, &db).await;
+
+    // A restart warms up to the same figures.
+    server.stop().await;
+    let server = TestServer::start(&db).await;
+    server.wait_caught_up(&db).await;
+    assert_all_windows(&server, &db).await;
+    server.stop().await;
+}

@@ -2,8 +2,10 @@
 // list's filter (POST /api/exports; the form is prefilled from the URL or the
 // last list viewed), follows it live (WebSocket topic `exports`, with
 // GET /api/exports/{id} as the fallback), offers the download when it is
-// finished and cancels or deletes it. The server does not list a caller's
-// jobs, so this browser remembers the ids it started (localStorage).
+// finished and cancels or deletes it. The list comes from GET /api/exports
+// (the caller's jobs, from any tab or browser); this browser also remembers
+// the filters of the jobs it started (localStorage), which the server does
+// not echo.
 
 import { h, text, attr } from './dom.js';
 import { DASH, fmtCount, fmtUtc, parseTime } from './format.js';
@@ -65,7 +67,23 @@ export function createExportStore({ rest, onChange }) {
       return true;
     },
     /** Re-reads every job (view opened; frames may have been missed). */
-    refreshAll() { return Promise.all([...jobs.keys()].map(fetchJob)); },
+    async refreshAll() {
+      let held;
+      try {
+        held = (await rest.get('/api/exports')).items || [];
+      } catch {
+        return Promise.all([...jobs.keys()].map(fetchJob));
+      }
+      const seen = new Set();
+      for (const v of held) {
+        seen.add(v.id);
+        if (jobs.has(v.id)) Object.assign(jobs.get(v.id), v);
+        else jobs.set(v.id, { ...v });
+      }
+      for (const [id, j] of jobs) if (!seen.has(id) && !DONE.has(j.status)) Object.assign(j, { status: 'expired', gone: true });
+      save();
+      onChange();
+    },
     /** While watched, jobs not done are re-read every 5 s (frames lost to a resync). */
     watch() {
       const timer = setInterval(() => {
@@ -94,6 +112,7 @@ export function createExportStore({ rest, onChange }) {
 }
 
 function filterText(filters) {
+  if (filters == null) return DASH; // started elsewhere: the server does not echo filters
   const parts = Object.entries(filters || {}).filter(([, v]) => v !== '' && v != null).map(([k, v]) => `${k}=${v}`);
   return parts.length ? parts.join(', ') : 'everything';
 }

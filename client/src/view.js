@@ -8,7 +8,7 @@ import { DASH, isNum, fmtCount, fmtFull, fmtPercent, fmtDuration, fmtAgo, fmtClo
 export const KPI_KEYS = [
   'received', 'normalized', 'rejected', 'success_rate', 'errors', 'warnings',
   'runs_started', 'runs_succeeded', 'runs_failed', 'runs_running', 'backlog',
-  'lag_p50', 'lag_p95', 'lag_p99',
+  'run_p95', 'lag_p95', 'lag_p99',
 ];
 const SOURCE_COLS = ['received', 'normalized', 'rejected', 'errors', 'backlog', 'lag_p95'];
 const COUNTS = ['received', 'normalized', 'rejected', 'errors', 'warnings', 'runs_started',
@@ -25,12 +25,13 @@ export function kpiValues(f) {
   out.lag_p50 = num(lag?.p50);
   out.lag_p95 = num(lag?.p95);
   out.lag_p99 = num(lag?.p99);
+  out.run_p95 = num(f?.run_duration_ms?.p95);
   return out;
 }
 
 export function fmtKpi(key, v) {
   if (key === 'success_rate') return fmtPercent(v);
-  if (key.startsWith('lag_')) return fmtDuration(v);
+  if (key.startsWith('lag_') || key === 'run_p95') return fmtDuration(v);
   return fmtCount(v);
 }
 

@@ -357,13 +357,17 @@ pub async fn sql_truth(
         (select count(*) from ingest.runs u where (s.id is null or u.source_id = s.id) and status = 'running'),
         (select count(*) from r where (s.id is null or r.source_id = s.id) and status = 'pending'),
         (select percentile_disc(array[0.5, 0.95, 0.99]) within group (order by greatest(0, round(extract(epoch from processed_at - received_at) * 1000))::float8)
-           from r, b where (s.id is null or r.source_id = s.id) and status in ('normalized', 'rejected') and processed_at >= f and processed_at < t)
+           from r, b where (s.id is null or r.source_id = s.id) and status in ('normalized', 'rejected') and processed_at >= f and processed_at < t),
+        (select percentile_disc(array[0.5, 0.95, 0.99]) within group (order by greatest(0, round(extract(epoch from finished_at - started_at) * 1000))::float8)
+           from ingest.runs u, b where (s.id is null or u.source_id = s.id) and status in ('succeeded', 'failed', 'partial') and finished_at >= f and finished_at < t)
       from s";
     let rows = c.query(sql, &[&from, &to]).await.expect("sql truth");
     rows.iter()
         .map(|r| {
             let lag: Option<Vec<f64>> = r.get(11);
             let p = |i: usize| lag.as_ref().map(|v| v[i]);
+            let dur: Option<Vec<f64>> = r.get(12);
+            let d = |i: usize| dur.as_ref().map(|v| v[i]);
             (
                 r.get::<_, String>(0),
                 json!({
@@ -372,6 +376,7 @@ pub async fn sql_truth(
                     "runs_succeeded": r.get::<_, i64>(7), "runs_failed": r.get::<_, i64>(8),
                     "runs_running": r.get::<_, i64>(9), "backlog": r.get::<_, i64>(10),
                     "lag_ms": {"p50": p(0), "p95": p(1), "p99": p(2)},
+                    "run_duration_ms": {"p50": d(0), "p95": d(1), "p99": d(2)},
                 }),
             )
         })
@@ -391,8 +396,8 @@ const COUNT_KEYS: [&str; 10] = [
     "backlog",
 ];
 
-/// Asserts one `/api/kpis` body equals SQL over its stated interval (lag
-/// percentiles within the histogram's 0.8 % + 1 ms).
+/// Asserts one `/api/kpis` body equals SQL over its stated interval (lag and
+/// run duration percentiles within the histogram's 0.8 % + 1 ms).
 pub async fn assert_kpis_match_sql(c: &tokio_postgres::Client, kpis: &Value) {
     let from = kpis["from"].as_str().expect("from");
     let to = kpis["to"].as_str().expect("to");
@@ -414,15 +419,17 @@ pub async fn assert_kpis_match_sql(c: &tokio_postgres::Client, kpis: &Value) {
                 "window {window} [{from}, {to}) source {name}: {k}"
             );
         }
-        for p in ["p50", "p95", "p99"] {
-            let (g, w) = (&got["lag_ms"][p], &want["lag_ms"][p]);
-            match (g.as_f64(), w.as_f64()) {
-                (Some(g), Some(w)) => assert!(
-                    (g - w).abs() <= w * 0.008 + 1.0,
-                    "window {window} {name} lag {p}: {g} vs {w}"
-                ),
-                (None, None) => {}
-                _ => panic!("window {window} {name} lag {p}: {g} vs {w}"),
+        for figure in ["lag_ms", "run_duration_ms"] {
+            for p in ["p50", "p95", "p99"] {
+                let (g, w) = (&got[figure][p], &want[figure][p]);
+                match (g.as_f64(), w.as_f64()) {
+                    (Some(g), Some(w)) => assert!(
+                        (g - w).abs() <= w * 0.008 + 1.0,
+                        "window {window} {name} {figure} {p}: {g} vs {w}"
+                    ),
+                    (None, None) => {}
+                    _ => panic!("window {window} {name} {figure} {p}: {g} vs {w}"),
+                }
             }
         }
     }

@@ -220,6 +220,18 @@ impl Exports {
             .filter(|j| j.owner == owner)
     }
 
+    /// The jobs `owner` started that are still held, newest first.
+    pub fn of_owner(&self, owner: &str) -> Vec<Arc<Job>> {
+        let mut jobs: Vec<Arc<Job>> = self
+            .jobs
+            .iter()
+            .filter(|j| j.owner == owner)
+            .map(|j| j.value().clone())
+            .collect();
+        jobs.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        jobs
+    }
+
     /// Jobs held (any state).
     pub fn len(&self) -> usize {
         self.jobs.len()

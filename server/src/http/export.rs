@@ -259,6 +259,23 @@ fn find(
         .ok_or_else(|| AppError::NotFound(format!("no export job {id}")))
 }
 
+/// `GET /api/exports` — the caller's jobs still held (any state), newest first.
+pub async fn mine(
+    State(st): State<AppState>,
+    principal: Principal,
+    ApiQuery(_): ApiQuery<NoParams>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    principal.require_operator()?;
+    let ttl = st.exports.ttl();
+    let items: Vec<JobView> = st
+        .exports
+        .of_owner(&principal.subject)
+        .iter()
+        .map(|j| j.view(ttl))
+        .collect();
+    Ok(Json(serde_json::json!({ "items": items })))
+}
+
 /// `GET /api/exports/{id}`.
 pub async fn status(
     State(st): State<AppState>,

@@ -43,7 +43,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/records/{id}", get(drill::record))
         .route("/api/errors", get(lists::errors::list))
         .route("/api/export/{file}", get(export::csv))
-        .route("/api/exports", post(export::start))
+        .route("/api/exports", post(export::start).get(export::mine))
         .route(
             "/api/exports/{id}",
             get(export::status).delete(export::remove),

@@ -89,6 +89,8 @@ pub const ROUTES: &[Route] = &[
         params: params![("file", "path", "string", "runs.csv, records.csv or errors.csv"), ("include_payload", "query", "boolean", "records only: add the payload as a JSON column")], ok: ("200", "text/csv") },
     Route { method: "post", path: "/api/exports", summary: "Start a background CSV export job ({kind, filters, include_payload})", role: "operator",
         params: params![], ok: ("202", "application/json") },
+    Route { method: "get", path: "/api/exports", summary: "The caller's export jobs still held (any state), newest first: {items: [job]}", role: "operator",
+        params: params![], ok: ("200", "application/json") },
     Route { method: "get", path: "/api/exports/{id}", summary: "An export job's status and progress", role: "operator",
         params: params![ID], ok: ("200", "application/json") },
     Route { method: "delete", path: "/api/exports/{id}", summary: "Cancel an export job or delete its file", role: "operator",

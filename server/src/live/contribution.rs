@@ -11,6 +11,8 @@ pub enum Metric {
     Counter(Counter),
     /// Processing lag sample (ms in `val`) bucketed at `sec`.
     Lag,
+    /// Duration of a finished run (ms in `val`) bucketed at its `finished_at`.
+    RunDuration,
     /// Pending records now (gauge).
     Backlog,
     /// Runs in status running now (gauge).
@@ -60,6 +62,7 @@ impl Metric {
             "runs_failed" => Metric::Counter(Counter::RunsFailed),
             "runs_partial" => Metric::Counter(Counter::RunsPartial),
             "lag" => Metric::Lag,
+            "run_duration" => Metric::RunDuration,
             "backlog" => Metric::Backlog,
             "runs_running" => Metric::RunsRunning,
             "last_received" => Metric::LastReceived,

@@ -29,6 +29,8 @@ pub struct Slot {
     pub counts: [i64; COUNTERS],
     /// Processing lag samples.
     pub lag: LagHistogram,
+    /// Durations of the runs finished.
+    pub run_duration: LagHistogram,
     /// Errors and warnings by code.
     pub codes: Vec<(String, i64)>,
 }
@@ -43,6 +45,7 @@ impl Slot {
                 }
             }
             Metric::Lag => self.lag.add(c.val.unwrap_or(0).max(0) as u64, c.n),
+            Metric::RunDuration => self.run_duration.add(c.val.unwrap_or(0).max(0) as u64, c.n),
             _ => {}
         }
     }
@@ -51,9 +54,10 @@ impl Slot {
     pub fn merge(&mut self, other: &Slot) {
         self.merge_counts(other);
         self.lag.merge(&other.lag);
+        self.run_duration.merge(&other.run_duration);
     }
 
-    /// Adds another slot's counters and codes (not its lag histogram).
+    /// Adds another slot's counters and codes (not its histograms).
     fn merge_counts(&mut self, other: &Slot) {
         for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
             *a += b;
@@ -64,7 +68,10 @@ impl Slot {
     }
 
     fn is_empty(&self) -> bool {
-        self.counts.iter().all(|&c| c == 0) && self.lag.is_empty() && self.codes.is_empty()
+        self.counts.iter().all(|&c| c == 0)
+            && self.lag.is_empty()
+            && self.run_duration.is_empty()
+            && self.codes.is_empty()
     }
 }
 
@@ -107,7 +114,7 @@ impl Series {
                     }
                 }
             }
-            Metric::Counter(_) | Metric::Lag => {
+            Metric::Counter(_) | Metric::Lag | Metric::RunDuration => {
                 let Some(sec) = c.sec else { return };
                 if sec >= now_sec - KEEP_SECONDS {
                     bump(&mut self.seconds, sec, c);
@@ -141,11 +148,16 @@ impl Series {
         };
         let mut out = Slot::default();
         let mut lags = Vec::new();
+        let mut durations = Vec::new();
         for (_, slot) in map.range(from..to) {
             out.merge_counts(slot);
             lags.push(&slot.lag);
+            if !slot.run_duration.is_empty() {
+                durations.push(&slot.run_duration);
+            }
         }
         out.lag = LagHistogram::sum(lags);
+        out.run_duration = LagHistogram::sum(durations);
         out
     }
 

@@ -7,9 +7,11 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use super::contribution::Counter;
+use super::histogram::LagHistogram;
 use super::series::Slot;
 
-/// Lag percentiles in milliseconds (null when nothing was processed).
+/// Percentiles in milliseconds (null when there was no sample): processing
+/// lag, run duration.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct LagFigures {
     /// Median.
@@ -18,6 +20,17 @@ pub struct LagFigures {
     pub p95: Option<f64>,
     /// 99th percentile.
     pub p99: Option<f64>,
+}
+
+impl LagFigures {
+    /// p50, p95 and p99 of `h`.
+    pub fn of(h: &LagHistogram) -> Self {
+        LagFigures {
+            p50: h.percentile(0.50),
+            p95: h.percentile(0.95),
+            p99: h.percentile(0.99),
+        }
+    }
 }
 
 /// One error code and how often it occurred in the window.
@@ -56,6 +69,8 @@ pub struct Figures {
     pub backlog: i64,
     /// Processing lag of the records processed in the window.
     pub lag_ms: LagFigures,
+    /// Duration (`finished_at - started_at`) of the runs finished in the window.
+    pub run_duration_ms: LagFigures,
     /// Newest `received_at` ever seen (not limited to the window).
     pub last_received_at: Option<String>,
     /// Most frequent error and warning codes in the window (top 5).
@@ -89,11 +104,8 @@ impl Figures {
             runs_partial: c(Counter::RunsPartial),
             runs_running,
             backlog,
-            lag_ms: LagFigures {
-                p50: slot.lag.percentile(0.50),
-                p95: slot.lag.percentile(0.95),
-                p99: slot.lag.percentile(0.99),
-            },
+            lag_ms: LagFigures::of(&slot.lag),
+            run_duration_ms: LagFigures::of(&slot.run_duration),
             last_received_at: last_ms.and_then(rfc3339_ms),
             top_codes: codes,
         }

@@ -504,7 +504,7 @@ with c as (
       from ingest.runs r
      cross join lateral monitor.runs_contrib(row(r.*)::ingest.runs) k
      where ((r.started_at >= $1 and r.started_at < $2) or (r.finished_at >= $1 and r.finished_at < $2))
-       and k.sec >= $3 and k.sec < $4
+       and k.sec >= $3 and k.sec < $4 and k.metric <> 'run_duration'
      group by 1, 2, 3
     union all
     select k.source_id, k.sec / 60 * 60, k.metric, 0, count(*)::bigint
