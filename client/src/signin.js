@@ -50,6 +50,11 @@ export function fmtLeft(ms) {
   return `${s} s`;
 }
 
+/** The header's compact form: "1h 05m", "4m 12s", "42s". */
+export function fmtLeftShort(ms) {
+  return fmtLeft(ms).replace(/ h /, 'h ').replace(/ min$/, 'm').replace(/ min /, 'm ').replace(/ s$/, 's');
+}
+
 /** Token text as pasted: surrounding blanks, a `Bearer ` prefix or a whole link are tolerated. */
 export function cleanToken(text) {
   let t = String(text ?? '').trim();
@@ -183,7 +188,7 @@ export function createSignin({ doc, button, storageKey, socket, onChange, notify
       button.dataset.tone = 'bad';
     } else {
       name.textContent = [id.sub, id.role].filter(Boolean).join(' · ') || 'signed in';
-      rest.textContent = left === null ? '' : left > 0 ? fmtLeft(left) : 'expired';
+      rest.textContent = left === null ? '' : left > 0 ? fmtLeftShort(left) : 'expired';
       button.title = id.exp ? `expires ${fmtClock(id.exp)} (${fmtUtc(id.exp)})` : '';
       button.dataset.role = id.role;
       button.dataset.tone = left === null ? '' : left <= 0 ? 'bad' : left < WARN_MS ? 'warn' : '';

@@ -83,7 +83,7 @@ test('sign in by pasting a token: sub, role, expiry; a bad token shows an error 
   await page.waitForSelector('#status[data-state="live"]');
   assert.equal(await page.textContent('#who .who-name'), 'ada@example.com · viewer');
   assert.equal(await page.getAttribute('#who', 'data-role'), 'viewer');
-  assert.match(await page.textContent('#who .who-left'), /^(1 h 59|2 h 00) min$/);
+  assert.match(await page.textContent('#who .who-left'), /^(1h 59m|2h 00m)$/);
   assert.match(await page.getAttribute('#who', 'title'), /^expires \d\d:\d\d:\d\d \(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)$/);
   assert.equal(await page.evaluate(() => sessionStorage.getItem('ingestwatch.token')), good);
 
@@ -136,7 +136,7 @@ test('a fresh token while connected goes in band; the stream outlives the first 
   await page.waitForSelector('#status[data-state="live"]');
   assert.equal(page.sockets.length, 1);
   assert.ok(!page.sockets[0].url().includes(short), 'the token is not in the WebSocket URL');
-  await waitFor(async () => /^\d s$/.test(await page.textContent('#who .who-left')), { what: 'seconds countdown' });
+  await waitFor(async () => /^\ds$/.test(await page.textContent('#who .who-left')), { what: 'seconds countdown' });
   assert.equal(await page.getAttribute('#who', 'data-tone'), 'warn', 'close to expiry');
 
   const fresh = mintToken({ ttl: '2h', subject: 'long-lived' });
@@ -363,6 +363,9 @@ test('keyboard only: skip link, the nav and the sign-in are reachable; Enter act
   const page = await tracedPage();
   await page.goto(`${env.base}/wall#token=${env.token}`);
   await page.waitForSelector('#status[data-state="live"]');
+  const oneLine = () => page.evaluate(() => Math.abs(document.getElementById('theme').getBoundingClientRect().top
+    - document.querySelector('.views a').getBoundingClientRect().top) < 12);
+  assert.ok(await oneLine(), 'the header is one line (wallboard)');
   await page.keyboard.press('Tab');
   assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Skip to content');
   assert.equal(await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle), 'solid', 'visible focus ring');
@@ -381,6 +384,7 @@ test('keyboard only: skip link, the nav and the sign-in are reachable; Enter act
   await page.keyboard.press('Enter');
   await page.waitForSelector('table[data-list="errors"]');
   assert.equal(new URL(page.url()).hash, '#/errors');
+  assert.ok(await oneLine(), 'the header is one line (console)');
   // a filter changed from the keyboard re-renders the list and keeps the focus
   await page.focus('#f-errors-severity');
   await page.keyboard.press('ArrowDown');
@@ -400,7 +404,7 @@ test('keyboard only: skip link, the nav and the sign-in are reachable; Enter act
 });
 
 test('units: token parsing, JSON ranges and paths, which events touch which list', async () => {
-  const { cleanToken, tokenProblem, identity, fmtLeft } = await import('../src/signin.js');
+  const { cleanToken, tokenProblem, identity, fmtLeft, fmtLeftShort } = await import('../src/signin.js');
   const { parseRanges, childPath } = await import('../src/jsonview.js');
   const { relevant } = await import('../src/livelist.js');
   const jwt = mintToken({ ttl: '1h', subject: 'üñí' });
@@ -412,6 +416,7 @@ test('units: token parsing, JSON ranges and paths, which events touch which list
   assert.match(tokenProblem('a.b', 0), /not a JWT/);
   assert.equal(tokenProblem('', 0), 'Paste a token first.');
   assert.deepEqual([fmtLeft(42_000), fmtLeft(252_000), fmtLeft(3_900_000)], ['42 s', '4 min 12 s', '1 h 05 min']);
+  assert.deepEqual([fmtLeftShort(42_000), fmtLeftShort(252_000), fmtLeftShort(3_900_000)], ['42s', '4m 12s', '1h 05m']);
 
   const text = '{"a b": [1.50, -0, 2e+10, true, null, {}], "q": "\\"\\\\", "n": {"x": []}}';
   const root = parseRanges(text);
