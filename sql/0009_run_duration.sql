@@ -2,7 +2,8 @@
 -- partial, with finished_at) contributes its duration in ms, bucketed at
 -- finished_at, as a histogram sample like the processing lag. This replaces
 -- monitor.runs_contrib (0003); the capture triggers and the warm-up call it
--- by name, so both pick it up. The trend rollups do not carry it (yet).
+-- by name, so both pick it up. The trend rollups keep it like the lag: one
+-- histogram row per source, bucket and metric (server/src/trends/rollup.rs).
 
 create or replace function monitor.runs_contrib(r ingest.runs)
     returns setof monitor.contribution language sql stable as $$
@@ -17,3 +18,9 @@ create or replace function monitor.runs_contrib(r ingest.runs)
     union all
     select r.source_id, 'runs_running', null, null, null where r.status = 'running'
 $$;
+
+-- Rollups written before this migration have no run_duration rows, and the
+-- events already in the outbox carry no run_duration contributions: forget
+-- the rollup state so that the next rollup writer backfills every table
+-- from the base tables again (it clears the rollup rows first).
+delete from monitor.rollup_state;

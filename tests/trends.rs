@@ -16,7 +16,7 @@ use serde_json::Value;
 const DAY: i64 = 86_400;
 const HOUR: i64 = 3_600;
 
-const METRICS: [&str; 12] = [
+const METRICS: [&str; 15] = [
     "received",
     "normalized",
     "rejected",
@@ -29,6 +29,9 @@ const METRICS: [&str; 12] = [
     "lag_p50",
     "lag_p95",
     "lag_p99",
+    "run_duration_p50",
+    "run_duration_p95",
+    "run_duration_p99",
 ];
 
 fn now() -> i64 {
@@ -83,7 +86,9 @@ async fn history_step(p: &Pipeline, src: i64, at: i64, n: i64, i: i64) {
     let status = ["failed", "succeeded", "partial", "running"][(i % 4) as usize];
     if status != "running" {
         c.execute(
-            "update ingest.runs set status = $2, finished_at = started_at + interval '5 minutes' where id = $1",
+            "update ingest.runs set status = $2,
+                    finished_at = started_at + interval '5 minutes' + (id % 7) * interval '23.5 seconds'
+              where id = $1",
             &[&run, &status],
         )
         .await
@@ -110,6 +115,12 @@ async fn truth(
             "select source_id, processed_at, 0::float8 from ingest.raw_records
               where status = '{metric}' and processed_at is not null"
         ),
+        m if m.starts_with("run_duration_") => {
+            "select source_id, finished_at,
+                    greatest(0, round(extract(epoch from finished_at - started_at) * 1000))::float8
+               from ingest.runs where status in ('succeeded', 'failed', 'partial') and finished_at is not null"
+                .to_string()
+        }
         m if m.starts_with("lag_") => format!(
             "select source_id, processed_at, {lag} from ingest.raw_records
               where status in ('normalized', 'rejected') and processed_at is not null"
@@ -169,8 +180,8 @@ async fn assert_trend(
         body["step"].as_i64().expect("step"),
     );
     let q = match metric {
-        "lag_p50" => 0.5,
-        "lag_p99" => 0.99,
+        "lag_p50" | "run_duration_p50" => 0.5,
+        "lag_p99" | "run_duration_p99" => 0.99,
         _ => 0.95,
     };
     let want = truth(&db.client, metric, step, from, to, q).await;
@@ -193,7 +204,7 @@ async fn assert_trend(
                 .copied()
                 .unwrap_or((0, None));
             let got = &col[i];
-            if metric.starts_with("lag_") {
+            if metric.starts_with("lag_") || metric.starts_with("run_duration_") {
                 match (got.as_f64(), w.1) {
                     (Some(g), Some(w)) => {
                         nonzero += 1;
@@ -302,6 +313,7 @@ async fn assert_rollup_tables_match(db: &TestDb) {
         ("errors", "select count(*) from ingest.errors where severity = 'error'"),
         ("runs_failed", "select count(*) from ingest.runs where status = 'failed' and finished_at is not null"),
         ("lag", "select count(*) from ingest.raw_records where status <> 'pending' and processed_at is not null"),
+        ("run_duration", "select count(*) from ingest.runs where status <> 'running' and finished_at is not null"),
     ] {
         let want: i64 = db.client.query_one(sql, &[]).await.expect("count").get(0);
         for table in ["monitor.rollup_hour", "monitor.rollup_day"] {

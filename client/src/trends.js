@@ -41,6 +41,8 @@ export const GROUPS = {
   runs: { title: 'Runs', kind: 'count', series: [S('runs_started', 'Started', '--c-received'),
     S('runs_succeeded', 'Succeeded', '--c-normalized'), S('runs_failed', 'Failed', '--c-rejected', { dash: [6, 3] }),
     S('runs_partial', 'Partial', '--c-warnings', { dash: [2, 3] })] },
+  duration: { title: 'Run duration', kind: 'ms', series: [S('run_duration_p50', 'p50', '--c-lag-50', { dash: [2, 3] }),
+    S('run_duration_p95', 'p95', '--c-lag'), S('run_duration_p99', 'p99', '--c-lag-99', { dash: [6, 3] })] },
 };
 
 /**
@@ -146,7 +148,7 @@ export function renderTrendsView(root, { rest, params, sources, navigate }) {
     h('div', { class: 'console-head' }, h('h2', {}, 'Trends'), picker,
       h('label', { class: 'inline', htmlFor: 'trends-source' }, 'Source', select)),
     status, grid);
-  const groups = ['throughput', 'problems', 'lag', 'runs'];
+  const groups = ['throughput', 'problems', 'lag', 'runs', 'duration'];
   const charts = groups.map((g) => createChart(grid, { id: g, ...GROUPS[g] }));
   let gone = false;
   let timer = 0;

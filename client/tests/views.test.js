@@ -96,13 +96,15 @@ function chartState(page, id) {
 function figure(metric, values) {
   const nums = values.filter((v) => typeof v === 'number');
   if (!nums.length) return '';
-  return String(metric.startsWith('lag_') ? Math.max(...nums) : nums.reduce((a, v) => a + v, 0));
+  const peak = metric.startsWith('lag_') || metric.startsWith('run_duration_');
+  return String(peak ? Math.max(...nums) : nums.reduce((a, v) => a + v, 0));
 }
 
 const BUCKET = { 60: 'minute', 3600: 'hour', 86400: 'day' };
 const CHARTS = {
   throughput: ['received', 'normalized', 'rejected'], problems: ['errors', 'warnings'],
   lag: ['lag_p50', 'lag_p95', 'lag_p99'], runs: ['runs_started', 'runs_succeeded', 'runs_failed', 'runs_partial'],
+  duration: ['run_duration_p50', 'run_duration_p95', 'run_duration_p99'],
 };
 
 /** Every chart of the trends view shows what /api/trends answers for its window and source. */

@@ -101,15 +101,17 @@ impl Bucket {
 pub struct TrendMetric {
     /// API name (`received`, `lag_p95`, …).
     pub name: &'static str,
-    /// The counter it sums, or None for a lag percentile.
+    /// The counter it sums, or None for a percentile of a histogram metric.
     pub counter: Option<Counter>,
-    /// Lag quantile (0..1) for lag metrics.
+    /// The histogram metric (`lag`, `run_duration`) when `counter` is None.
+    pub hist: &'static str,
+    /// Quantile (0..1) for histogram metrics.
     pub quantile: f64,
 }
 
 impl TrendMetric {
     /// Every trend metric.
-    pub const ALL: [TrendMetric; 12] = [
+    pub const ALL: [TrendMetric; 15] = [
         TrendMetric::count("received", Counter::Received),
         TrendMetric::count("normalized", Counter::Normalized),
         TrendMetric::count("rejected", Counter::Rejected),
@@ -119,23 +121,28 @@ impl TrendMetric {
         TrendMetric::count("runs_succeeded", Counter::RunsSucceeded),
         TrendMetric::count("runs_failed", Counter::RunsFailed),
         TrendMetric::count("runs_partial", Counter::RunsPartial),
-        TrendMetric::lag("lag_p50", 0.50),
-        TrendMetric::lag("lag_p95", 0.95),
-        TrendMetric::lag("lag_p99", 0.99),
+        TrendMetric::percentile("lag_p50", HIST_LAG, 0.50),
+        TrendMetric::percentile("lag_p95", HIST_LAG, 0.95),
+        TrendMetric::percentile("lag_p99", HIST_LAG, 0.99),
+        TrendMetric::percentile("run_duration_p50", HIST_RUN_DURATION, 0.50),
+        TrendMetric::percentile("run_duration_p95", HIST_RUN_DURATION, 0.95),
+        TrendMetric::percentile("run_duration_p99", HIST_RUN_DURATION, 0.99),
     ];
 
     const fn count(name: &'static str, counter: Counter) -> TrendMetric {
         TrendMetric {
             name,
             counter: Some(counter),
+            hist: "",
             quantile: 0.0,
         }
     }
 
-    const fn lag(name: &'static str, quantile: f64) -> TrendMetric {
+    const fn percentile(name: &'static str, hist: &'static str, quantile: f64) -> TrendMetric {
         TrendMetric {
             name,
             counter: None,
+            hist,
             quantile,
         }
     }
@@ -150,18 +157,29 @@ impl TrendMetric {
         TrendMetric::ALL.map(|m| m.name).join(", ")
     }
 
-    /// The trigger's metric name stored in the rollups (`lag` for lag percentiles).
+    /// The trigger's metric name stored in the rollups (`lag` or
+    /// `run_duration` for percentiles).
     pub fn stored(self) -> &'static str {
         match self.counter {
             Some(c) => counter_name(c),
-            None => "lag",
+            None => self.hist,
         }
     }
 
-    /// True for lag percentiles.
-    pub fn is_lag(self) -> bool {
+    /// True for percentiles of a histogram metric.
+    pub fn is_hist(self) -> bool {
         self.counter.is_none()
     }
+}
+
+/// The stored name of the processing lag histogram metric.
+pub const HIST_LAG: &str = "lag";
+/// The stored name of the run duration histogram metric.
+pub const HIST_RUN_DURATION: &str = "run_duration";
+
+/// True for a stored metric kept as one histogram row per source and bucket.
+pub fn is_hist_metric(stored: &str) -> bool {
+    stored == HIST_LAG || stored == HIST_RUN_DURATION
 }
 
 /// The trigger's name of a counter.
@@ -185,7 +203,8 @@ pub fn rollup_key(c: &Contribution) -> Option<(&'static str, i64, i64)> {
     let sec = c.sec?;
     match c.metric {
         Metric::Counter(k) => Some((counter_name(k), sec, 0)),
-        Metric::Lag => Some(("lag", sec, lag_bin(c.val))),
+        Metric::Lag => Some((HIST_LAG, sec, lag_bin(c.val))),
+        Metric::RunDuration => Some((HIST_RUN_DURATION, sec, lag_bin(c.val))),
         _ => None,
     }
 }
@@ -274,7 +293,7 @@ impl Grid {
     }
 
     fn put(&mut self, source: Option<i64>, sec: i64, val: i64, n: i64, total: bool, own: bool) {
-        let lag = self.metric.is_lag();
+        let lag = self.metric.is_hist();
         let bin = u32::try_from(val.max(0)).unwrap_or(u32::MAX);
         for cell in self.cells(source, sec, total, own) {
             if lag {
@@ -341,6 +360,9 @@ impl Grid {
         for cell in self.cells(Some(source), minute, true, true) {
             match metric.counter {
                 Some(k) => cell.n += slot.counts[k as usize],
+                None if metric.hist == HIST_RUN_DURATION => {
+                    cell.lag.extend_from_slice(slot.run_duration.bins())
+                }
                 None => cell.lag.extend_from_slice(slot.lag.bins()),
             }
         }

@@ -170,7 +170,7 @@ pub async fn run(
             if plan.base.is_some_and(|(a, b)| sec >= a && sec < b) {
                 continue;
             }
-            let val = if metric.is_lag() { lag_bin(val) } else { 0 };
+            let val = if metric.is_hist() { lag_bin(val) } else { 0 };
             grid.add(src.unwrap_or(0), sec, val, n.unwrap_or(0));
         }
     }
@@ -209,15 +209,18 @@ async fn read_rollups(
     a: i64,
     b: i64,
 ) -> Result<(), tokio_postgres::Error> {
-    if metric.is_lag() {
+    if metric.is_hist() {
         // One histogram row per source and bucket: the total and the asked
         // sources' series are merged here.
         let sql = format!(
             "select source_id, extract(epoch from bucket)::bigint, hist from {table}
-              where metric = 'lag' and bucket >= $1 and bucket < $2 and source_id = any($3)"
+              where metric = $4 and bucket >= $1 and bucket < $2 and source_id = any($3)"
         );
         for r in tx
-            .query(&sql, &[&ts(a), &ts(b), &grid.visible_ids()])
+            .query(
+                &sql,
+                &[&ts(a), &ts(b), &grid.visible_ids(), &metric.stored()],
+            )
             .await?
         {
             let (src, sec): (i64, i64) = (r.get(0), r.get(1));
@@ -272,7 +275,7 @@ async fn read_base(
             ("raw_records", "monitor.raw_records_contrib", "processed_at")
         }
         "runs_started" => ("runs", "monitor.runs_contrib", "started_at"),
-        "runs_succeeded" | "runs_failed" | "runs_partial" => {
+        "runs_succeeded" | "runs_failed" | "runs_partial" | "run_duration" => {
             ("runs", "monitor.runs_contrib", "finished_at")
         }
         _ => ("errors", "monitor.errors_contrib", "occurred_at"),
@@ -286,7 +289,7 @@ async fn read_base(
     );
     for r in tx.query(&sql, &[&ts(a), &ts(b), &stored, &a, &b]).await? {
         let val: i64 = r.get(2);
-        let val = if metric.is_lag() {
+        let val = if metric.is_hist() {
             lag_bin(Some(val))
         } else {
             0

@@ -32,7 +32,7 @@ use rand::Rng;
 use tokio_postgres::{Client, IsolationLevel, NoTls};
 use tokio_util::sync::CancellationToken;
 
-use super::{minute_rollups_from, rollup_key};
+use super::{is_hist_metric, minute_rollups_from, rollup_key};
 use crate::db;
 use crate::live::contribution::Contribution;
 use crate::live::Live;
@@ -85,6 +85,8 @@ pub struct RollupState {
 
 /// Key of the in-memory sum: (source, minute, metric, val).
 type Key = (i64, i64, &'static str, i64);
+/// Key of one histogram row: (source, bucket, metric).
+type HistKey = (i64, i64, &'static str);
 
 /// Contributions summed since the last flush.
 #[derive(Debug, Default)]
@@ -117,7 +119,7 @@ impl Pending {
         let mut out: HashMap<Key, i64> = HashMap::new();
         for (&(src, minute, metric, val), &n) in &self.sums {
             let bucket = minute.div_euclid(step) * step;
-            if bucket >= min_bucket && metric != "lag" {
+            if bucket >= min_bucket && !is_hist_metric(metric) {
                 *out.entry((src, bucket, metric, val)).or_default() += n;
             }
         }
@@ -125,14 +127,15 @@ impl Pending {
         out
     }
 
-    /// The lag samples folded into one histogram per (source, bucket) of
-    /// `step` seconds (from `min_bucket` on): bin -> count, without zeros.
-    fn fold_lag(&self, step: i64, min_bucket: i64) -> HashMap<(i64, i64), BTreeMap<i64, i64>> {
-        let mut out: HashMap<(i64, i64), BTreeMap<i64, i64>> = HashMap::new();
+    /// The histogram samples (lag, run duration) folded into one histogram
+    /// per (source, bucket of `step` seconds, metric) from `min_bucket` on:
+    /// bin -> count, without zeros.
+    fn fold_hists(&self, step: i64, min_bucket: i64) -> HashMap<HistKey, BTreeMap<i64, i64>> {
+        let mut out: HashMap<HistKey, BTreeMap<i64, i64>> = HashMap::new();
         for (&(src, minute, metric, bin), &n) in &self.sums {
             let bucket = minute.div_euclid(step) * step;
-            if bucket >= min_bucket && metric == "lag" {
-                *out.entry((src, bucket))
+            if bucket >= min_bucket && is_hist_metric(metric) {
+                *out.entry((src, bucket, metric))
                     .or_default()
                     .entry(bin)
                     .or_default() += n;
@@ -314,10 +317,10 @@ impl RollupWriter {
             ("monitor.rollup_day", 86_400, i64::MIN),
         ] {
             let sums = pending.fold(step, floor);
-            let lags = pending.fold_lag(step, floor);
-            rows += sums.len() + lags.len();
+            let hists = pending.fold_hists(step, floor);
+            rows += sums.len() + hists.len();
             upsert(&tx, table, &sums).await?;
-            upsert_lag(&tx, table, &lags).await?;
+            upsert_hists(&tx, table, &hists).await?;
         }
         let left: Vec<i64> = state
             .counted
@@ -486,8 +489,8 @@ async fn next_data_at(
 
 /// One backfill chunk `[$1, $2)` (timestamps; `$3`, `$4` the same as epoch
 /// seconds): minute sums of every contribution bucketed in it, folded into
-/// the three tables (minute rows from `$5` on; lag as one histogram row per
-/// source and bucket). Chunks are day-aligned, so
+/// the three tables (minute rows from `$5` on; lag and run duration as one
+/// histogram row per source, bucket and metric). Chunks are day-aligned, so
 /// no hour or day bucket is split between two chunks.
 const BACKFILL_SQL: &str = "
 with c as (
@@ -500,12 +503,14 @@ with c as (
        and k.sec >= $3 and k.sec < $4
      group by 1, 2, 3, 4
     union all
-    select k.source_id, k.sec / 60 * 60, k.metric, 0, count(*)::bigint
+    select k.source_id, k.sec / 60 * 60, k.metric,
+           case when k.metric = 'run_duration' then monitor.lag_bin(k.val) else 0 end,
+           count(*)::bigint
       from ingest.runs r
      cross join lateral monitor.runs_contrib(row(r.*)::ingest.runs) k
      where ((r.started_at >= $1 and r.started_at < $2) or (r.finished_at >= $1 and r.finished_at < $2))
-       and k.sec >= $3 and k.sec < $4 and k.metric <> 'run_duration'
-     group by 1, 2, 3
+       and k.sec >= $3 and k.sec < $4
+     group by 1, 2, 3, 4
     union all
     select k.source_id, k.sec / 60 * 60, k.metric, 0, count(*)::bigint
       from ingest.errors r
@@ -513,46 +518,47 @@ with c as (
      where r.occurred_at >= $1 and r.occurred_at < $2 and k.sec >= $3 and k.sec < $4
      group by 1, 2, 3
 ),
--- lag: one histogram per (source, bucket), flattened (bin, count) pairs
+-- lag and run_duration: one histogram per (source, bucket, metric),
+-- flattened (bin, count) pairs
 l as (
-    select source_id, minute, val as bin, n from c where metric = 'lag'
+    select source_id, minute, metric, val as bin, n from c where metric in ('lag', 'run_duration')
 ),
 m as (
     insert into monitor.rollup_minute (source_id, bucket, metric, val, n)
     select source_id, to_timestamp(minute), metric, val, n
-      from c where minute >= $5 and metric <> 'lag'
+      from c where minute >= $5 and metric not in ('lag', 'run_duration')
 ),
 ml as (
     insert into monitor.rollup_minute (source_id, bucket, metric, val, n, hist)
-    select source_id, to_timestamp(minute), 'lag', 0, sum(x) filter (where o = 1), array_agg(x order by bin, o)
+    select source_id, to_timestamp(minute), metric, 0, sum(x) filter (where o = 1), array_agg(x order by bin, o)
       from l cross join lateral (values (0, bin), (1, n)) p(o, x)
      where minute >= $5
-     group by source_id, minute
+     group by source_id, minute, metric
 ),
 h as (
     insert into monitor.rollup_hour (source_id, bucket, metric, val, n)
     select source_id, to_timestamp(minute / 3600 * 3600), metric, val, sum(n)::bigint
-      from c where metric <> 'lag' group by 1, 2, 3, 4
+      from c where metric not in ('lag', 'run_duration') group by 1, 2, 3, 4
 ),
 hl as (
     insert into monitor.rollup_hour (source_id, bucket, metric, val, n, hist)
-    select source_id, to_timestamp(b), 'lag', 0, sum(x) filter (where o = 1), array_agg(x order by bin, o)
-      from (select source_id, minute / 3600 * 3600 as b, bin, sum(n)::bigint as n
-              from l group by 1, 2, 3) g
+    select source_id, to_timestamp(b), metric, 0, sum(x) filter (where o = 1), array_agg(x order by bin, o)
+      from (select source_id, minute / 3600 * 3600 as b, metric, bin, sum(n)::bigint as n
+              from l group by 1, 2, 3, 4) g
      cross join lateral (values (0, bin), (1, n)) p(o, x)
-     group by source_id, b
+     group by source_id, b, metric
 ),
 d as (
     insert into monitor.rollup_day (source_id, bucket, metric, val, n)
     select source_id, to_timestamp(minute / 86400 * 86400), metric, val, sum(n)::bigint
-      from c where metric <> 'lag' group by 1, 2, 3, 4
+      from c where metric not in ('lag', 'run_duration') group by 1, 2, 3, 4
 )
 insert into monitor.rollup_day (source_id, bucket, metric, val, n, hist)
-select source_id, to_timestamp(b), 'lag', 0, sum(x) filter (where o = 1), array_agg(x order by bin, o)
-  from (select source_id, minute / 86400 * 86400 as b, bin, sum(n)::bigint as n
-          from l group by 1, 2, 3) g
+select source_id, to_timestamp(b), metric, 0, sum(x) filter (where o = 1), array_agg(x order by bin, o)
+  from (select source_id, minute / 86400 * 86400 as b, metric, bin, sum(n)::bigint as n
+          from l group by 1, 2, 3, 4) g
  cross join lateral (values (0, bin), (1, n)) p(o, x)
- group by source_id, b";
+ group by source_id, b, metric";
 
 /// Adds `sums` to `table`; rows that reach 0 are deleted.
 async fn upsert(
@@ -600,27 +606,29 @@ async fn upsert(
     Ok(())
 }
 
-/// Adds lag histograms to `table` (`n` = samples; `hist` merged by
-/// `monitor.hist_add`); rows left without samples are deleted.
-async fn upsert_lag(
+/// Adds histograms (lag, run duration) to `table` (`n` = samples; `hist`
+/// merged by `monitor.hist_add`); rows left without samples are deleted.
+async fn upsert_hists(
     tx: &tokio_postgres::Transaction<'_>,
     table: &str,
-    hists: &HashMap<(i64, i64), BTreeMap<i64, i64>>,
+    hists: &HashMap<HistKey, BTreeMap<i64, i64>>,
 ) -> Result<(), tokio_postgres::Error> {
     if hists.is_empty() {
         return Ok(());
     }
     let len = hists.len();
-    let (mut src, mut bucket, mut n, mut hist) = (
+    let (mut src, mut bucket, mut metric, mut n, mut hist) = (
+        Vec::with_capacity(len),
         Vec::with_capacity(len),
         Vec::with_capacity(len),
         Vec::with_capacity(len),
         Vec::with_capacity(len),
     );
     let mut removes = false;
-    for (&(s, b), h) in hists {
+    for (&(s, b, m), h) in hists {
         src.push(s);
         bucket.push(b);
+        metric.push(m);
         n.push(h.values().sum::<i64>());
         removes |= h.values().any(|c| *c < 0);
         let pairs: Vec<String> = h.iter().map(|(bin, c)| format!("{bin},{c}")).collect();
@@ -628,19 +636,20 @@ async fn upsert_lag(
     }
     let sql = format!(
         "insert into {table} as r (source_id, bucket, metric, val, n, hist)
-         select s, to_timestamp(b), 'lag', 0, n, h::bigint[]
-           from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[]) as t(s, b, n, h)
+         select s, to_timestamp(b), m, 0, n, h::bigint[]
+           from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[]) as t(s, b, n, h, m)
          on conflict (metric, bucket, source_id, val)
          do update set n = r.n + excluded.n, hist = monitor.hist_add(r.hist, excluded.hist)"
     );
-    tx.execute(&sql, &[&src, &bucket, &n, &hist]).await?;
+    tx.execute(&sql, &[&src, &bucket, &n, &hist, &metric])
+        .await?;
     if removes {
         let sql = format!(
-            "delete from {table} r using unnest($1::bigint[], $2::bigint[]) as t(s, b)
-              where r.metric = 'lag' and r.bucket = to_timestamp(t.b) and r.source_id = t.s
+            "delete from {table} r using unnest($1::bigint[], $2::bigint[], $3::text[]) as t(s, b, m)
+              where r.metric = t.m and r.bucket = to_timestamp(t.b) and r.source_id = t.s
                 and r.val = 0 and r.n = 0"
         );
-        tx.execute(&sql, &[&src, &bucket]).await?;
+        tx.execute(&sql, &[&src, &bucket, &metric]).await?;
     }
     Ok(())
 }
@@ -682,14 +691,25 @@ mod tests {
         assert_eq!(hours.get(&(1, 3_600, "received", 0)), Some(&5));
         assert_eq!(hours.get(&(1, 7_200, "received", 0)), None, "zero dropped");
         assert!(hours.keys().all(|k| k.2 != "lag"), "lag is folded apart");
+        p.add(&c(Metric::RunDuration, 50, Some(90_000), 1));
+        assert!(
+            p.fold(3_600, i64::MIN)
+                .keys()
+                .all(|k| k.2 != "run_duration"),
+            "run duration is folded apart"
+        );
         let bin = i64::from(crate::live::histogram::bin(5_000));
         p.add(&c(Metric::Lag, 20, Some(5_001), 1));
         p.add(&c(Metric::Lag, 30, Some(7), 2));
         p.add(&c(Metric::Lag, 40, Some(7), -2));
-        let lags = p.fold_lag(3_600, i64::MIN);
-        assert_eq!(lags.len(), 1);
+        let hists = p.fold_hists(3_600, i64::MIN);
+        assert_eq!(hists.len(), 2);
         assert_eq!(
-            lags[&(1, 0)],
+            hists[&(1, 0, "run_duration")],
+            BTreeMap::from([(i64::from(crate::live::histogram::bin(90_000)), 1)])
+        );
+        assert_eq!(
+            hists[&(1, 0, "lag")],
             BTreeMap::from([(bin, 2)]),
             "7 ms cancelled out"
         );
