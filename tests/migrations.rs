@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use serde_json::Value;
 
 #[tokio::test]
 async fn rerunning_migrations_is_a_no_op() {
@@ -84,4 +85,175 @@ async fn the_reader_role_cannot_write() {
         .expect("select")
         .get(0);
     assert_eq!(n, 1);
+}
+
+/// The statically planned capture functions (0008) write the same events as
+/// the dynamic `monitor.capture()` of 0003. Both run side by side: the old
+/// function is attached under other trigger names (`iw_old_*` fire after
+/// `iw_capture_*`), so every statement writes two consecutive events in the
+/// same transaction, which must agree on kind, xid, source, rows, ids,
+/// sources and the contribution tuples (0003 wrote `d` in hash order, 0008
+/// sorts it: compared as sorted lists, and 0008's order is checked).
+#[tokio::test]
+async fn static_capture_writes_the_events_of_the_dynamic_function() {
+    let db = TestDb::new().await;
+    db.client
+        .batch_execute(
+            "do $$ declare t record; begin
+               for t in select * from (values
+                   ('ingest.sources'::regclass, 'none', 'id'),
+                   ('ingest.runs', 'monitor.runs_contrib', 'source_id'),
+                   ('ingest.raw_records', 'monitor.raw_records_contrib', 'source_id'),
+                   ('ingest.meetings', 'none', 'source_id'),
+                   ('ingest.errors', 'monitor.errors_contrib', 'source_id')) v(tbl, c, s) loop
+                 execute format('create trigger iw_old_insert after insert on %s referencing new table as new_rows '
+                                'for each statement execute function monitor.capture(%L, %L)', t.tbl, t.c, t.s);
+                 execute format('create trigger iw_old_update after update on %s referencing old table as old_rows '
+                                'new table as new_rows for each statement execute function monitor.capture(%L, %L)', t.tbl, t.c, t.s);
+                 execute format('create trigger iw_old_delete after delete on %s referencing old table as old_rows '
+                                'for each statement execute function monitor.capture(%L, %L)', t.tbl, t.c, t.s);
+               end loop;
+             end $$",
+        )
+        .await
+        .expect("old triggers");
+    let functions: Vec<String> = db
+        .client
+        .query(
+            "select distinct p.proname::text from pg_trigger t join pg_proc p on p.oid = t.tgfoid
+              where t.tgname like 'iw_capture_%' order by 1",
+            &[],
+        )
+        .await
+        .expect("trigger functions")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(functions.len(), 15, "{functions:?}");
+    assert!(
+        functions.iter().all(|f| f.starts_with("capture_")),
+        "{functions:?}"
+    );
+
+    let statements = [
+        "insert into ingest.sources (name, kind) values ('a', 'api'), ('b', 'api'), ('c', 'file')",
+        "update ingest.sources set expected_interval = '5 minutes' where name <> 'c'",
+        "insert into ingest.runs (source_id, started_at)
+           select s.id, timestamptz '2026-11-26 10:00:00' + s.id * interval '7 seconds'
+             from ingest.sources s, generate_series(1, 3)",
+        "insert into ingest.runs (source_id) select id from ingest.sources where name = 'a'",
+        "insert into ingest.raw_records (run_id, source_id, external_id, payload, received_at)
+           select r.id, r.source_id, 'ext-' || g, jsonb_build_object('n', g),
+                  timestamptz '2026-11-26 10:00:00' + (g * 37 % 50) * interval '1 second' + g * interval '1 ms'
+             from ingest.runs r, generate_series(1, 40) g",
+        "insert into ingest.raw_records (run_id, source_id, payload)
+           select min(id), min(source_id), '{}' from ingest.runs",
+        "update ingest.raw_records
+            set status = case when id % 4 = 0 then 'rejected' else 'normalized' end,
+                processed_at = received_at + (id % 7) * interval '13 ms' + (id % 3) * interval '1 s'
+          where id % 3 <> 0",
+        "update ingest.raw_records set processed_at = processed_at + interval '2 s' where id % 5 = 1",
+        "update ingest.raw_records set external_id = external_id where id < 10",
+        "insert into ingest.meetings (raw_record_id, source_id, title, starts_at, ends_at, organizer, attendee_count)
+           select id, source_id, 'M ' || id, received_at, received_at + interval '1 hour', 'Zoë', 3
+             from ingest.raw_records where status = 'normalized' and id % 2 = 0",
+        "update ingest.meetings set attendee_count = attendee_count + 1 where id % 3 = 0",
+        "insert into ingest.errors (run_id, raw_record_id, source_id, severity, stage, code, message, occurred_at)
+           select run_id, id, source_id, case when id % 8 = 0 then 'warning' else 'error' end, 'validate',
+                  'E_' || (id % 3), 'bad', processed_at
+             from ingest.raw_records where status = 'rejected'",
+        "update ingest.errors set severity = 'warning', code = 'E_X' where id % 2 = 0",
+        "update ingest.runs set status = case when id % 3 = 0 then 'failed' when id % 3 = 1 then 'succeeded' else 'partial' end,
+                finished_at = started_at + id * interval '1 minute' where id % 4 <> 0",
+        "update ingest.runs set status = 'running', finished_at = null where id = 1",
+        "delete from ingest.errors where id % 3 = 0",
+        "delete from ingest.meetings where id % 2 = 0",
+        "delete from ingest.raw_records r where id % 5 = 0
+            and not exists (select 1 from ingest.meetings m where m.raw_record_id = r.id)
+            and not exists (select 1 from ingest.errors e where e.raw_record_id = r.id)",
+        "update ingest.raw_records set status = 'pending', processed_at = null where id = -1",
+        "delete from ingest.errors",
+        "delete from ingest.meetings",
+        "delete from ingest.raw_records",
+        "delete from ingest.runs where id % 2 = 0",
+        "delete from ingest.runs",
+        "delete from ingest.sources where name = 'c'",
+    ];
+    let before = db.max_seq().await;
+    for sql in statements {
+        db.client.batch_execute(sql).await.expect(sql);
+    }
+    let rows = db
+        .client
+        .query(
+            "select kind, xid::text, source_id, rows, summary from monitor.events
+              where seq > $1 order by seq",
+            &[&before],
+        )
+        .await
+        .expect("events");
+    // one no-op update: no event from either function
+    assert_eq!(
+        rows.len(),
+        2 * (statements.len() - 1),
+        "two events per statement"
+    );
+    let mut kinds = std::collections::BTreeSet::new();
+    for pair in rows.chunks(2) {
+        let (new, old) = (&pair[0], &pair[1]);
+        let kind: String = new.get(0);
+        assert_eq!(kind, old.get::<_, String>(0));
+        assert_eq!(
+            new.get::<_, String>(1),
+            old.get::<_, String>(1),
+            "{kind}: xid"
+        );
+        assert_eq!(
+            new.get::<_, Option<i64>>(2),
+            old.get::<_, Option<i64>>(2),
+            "{kind}: source_id"
+        );
+        assert_eq!(new.get::<_, i32>(3), old.get::<_, i32>(3), "{kind}: rows");
+        let (ns, os): (Value, Value) = (new.get(4), old.get(4));
+        assert_eq!(ns["ids"], os["ids"], "{kind}: ids");
+        assert_eq!(ns["sources"], os["sources"], "{kind}: sources");
+        let d = |s: &Value| -> Vec<String> {
+            s["d"]
+                .as_array()
+                .expect("d")
+                .iter()
+                .map(Value::to_string)
+                .collect()
+        };
+        let (nd, mut od) = (d(&ns), d(&os));
+        let key = |t: &Value| {
+            let a = t.as_array().expect("tuple");
+            (
+                a[0].as_i64(),
+                a[1].as_str().map(str::to_string),
+                a[2].as_i64(),
+                a[3].as_i64(),
+                a[5].as_str().map(str::to_string),
+            )
+        };
+        let nkeys: Vec<_> = ns["d"].as_array().expect("d").iter().map(key).collect();
+        let mut sorted = nkeys.clone();
+        sorted.sort();
+        assert_eq!(nkeys, sorted, "{kind}: 0008 writes d sorted");
+        let mut nd_sorted = nd.clone();
+        nd_sorted.sort();
+        od.sort();
+        assert_eq!(nd_sorted, od, "{kind}: contributions");
+        assert_eq!(
+            ns.as_object().map(|o| o.len()),
+            Some(3),
+            "{kind}: summary keys"
+        );
+        kinds.insert(kind);
+    }
+    for t in ["sources", "runs", "raw_records", "meetings", "errors"] {
+        for op in ["insert", "update", "delete"] {
+            assert!(kinds.contains(&format!("{t}.{op}")), "{t}.{op} not covered");
+        }
+    }
 }

@@ -1,0 +1,4 @@
+begin;
+insert into t(v) values (1);
+select pg_notify('c', 'x');
+commit;

@@ -1,0 +1,3 @@
+begin;
+insert into t(v) values (1);
+commit;
