@@ -63,11 +63,23 @@ impl LagHistogram {
     /// lists (adding bin by bin cost a binary search and a `Vec::insert`
     /// each, two thirds of the server's CPU under `GET /api/kpis`).
     pub fn merge(&mut self, other: &LagHistogram) {
+        self.merge_signed(other, 1);
+    }
+
+    /// Removes every sample of `other` (a bucket leaving a running window sum).
+    pub fn subtract(&mut self, other: &LagHistogram) {
+        self.merge_signed(other, -1);
+    }
+
+    fn merge_signed(&mut self, other: &LagHistogram, sign: i64) {
         if other.bins.is_empty() {
             return;
         }
         if self.bins.is_empty() {
             self.bins.clone_from(&other.bins);
+            if sign < 0 {
+                self.bins.iter_mut().for_each(|(_, n)| *n = -*n);
+            }
             return;
         }
         let (a, b) = (&self.bins, &other.bins);
@@ -80,11 +92,11 @@ impl LagHistogram {
                     i += 1;
                 }
                 std::cmp::Ordering::Greater => {
-                    out.push(b[j]);
+                    out.push((b[j].0, sign * b[j].1));
                     j += 1;
                 }
                 std::cmp::Ordering::Equal => {
-                    let n = a[i].1 + b[j].1;
+                    let n = a[i].1 + sign * b[j].1;
                     if n != 0 {
                         out.push((a[i].0, n));
                     }
@@ -94,7 +106,7 @@ impl LagHistogram {
             }
         }
         out.extend_from_slice(&a[i..]);
-        out.extend_from_slice(&b[j..]);
+        out.extend(b[j..].iter().map(|&(k, n)| (k, sign * n)));
         self.bins = out;
     }
 
@@ -204,6 +216,16 @@ mod tests {
         assert_eq!(empty.percentile(0.5), None);
         empty.merge(&h);
         assert_eq!(empty.count(), 100);
+        let mut part = LagHistogram::default();
+        part.add(50, 1);
+        part.add(7_000, 2);
+        empty.merge(&part);
+        empty.subtract(&part);
+        assert_eq!(empty, h);
+        let mut none = LagHistogram::default();
+        none.subtract(&part);
+        none.merge(&part);
+        assert!(none.is_empty());
     }
 
     #[test]

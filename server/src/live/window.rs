@@ -35,6 +35,11 @@ impl Window {
     /// Every window, shortest first.
     pub const ALL: [Window; 4] = [Window::M1, Window::M5, Window::H1, Window::H24];
 
+    /// Its position in [`Window::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// Its name as used in the API (`1m`, `5m`, `1h`, `24h`).
     pub fn name(self) -> &'static str {
         match self {
