@@ -340,3 +340,57 @@ async fn e_run_durations_follow_finishes_corrections_and_deletes() {
     assert_all_windows(&server, &db).await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f_a_rollback_behind_an_unrelated_long_transaction_is_passed_promptly() {
+    // A long transaction with an xid holds every snapshot's xmin back, so the
+    // hole a rolled-back statement leaves cannot be proven dead by xmin; the
+    // listener's look at the lock table (no writer of `monitor.events` older
+    // than the hole's marker) must pass it while that transaction stays open.
+    let db = TestDb::new().await;
+    let src = db.source("crm").await;
+    let server = TestServer::start(&db).await;
+    let mut ws = server.ws().await;
+    ws.next_of("hello", Duration::from_secs(5))
+        .await
+        .expect("hello");
+    let start = db.max_seq().await;
+    ws.send(json!({"op": "subscribe", "topics": ["events"], "since": start}))
+        .await;
+    ws.next_of("subscribed", Duration::from_secs(5))
+        .await
+        .expect("subscribed");
+
+    let long = Pipeline::new(&db).await;
+    long.client
+        .batch_execute("begin; select pg_current_xact_id()")
+        .await
+        .expect("long transaction");
+    let p = Pipeline::new(&db).await;
+    step(&p, src, 1, true).await;
+    step(&p, src, 2, false).await;
+    let expected: Vec<i64> = db
+        .all_seqs()
+        .await
+        .into_iter()
+        .filter(|s| *s > start)
+        .collect();
+    let last = *expected.last().expect("committed events");
+    let got = ws.events_until(last, Duration::from_secs(10)).await;
+    assert_eq!(got, expected, "the events after the hole, once, in order");
+    let open: i64 = db
+        .client
+        .query_one(
+            "select count(*) from pg_stat_activity
+              where datname = current_database() and state = 'idle in transaction'",
+            &[],
+        )
+        .await
+        .expect("activity")
+        .get(0);
+    assert_eq!(open, 1, "the long transaction was open throughout");
+    long.client.batch_execute("commit").await.expect("commit");
+    server.wait_caught_up(&db).await;
+    assert_all_windows(&server, &db).await;
+    server.stop().await;
+}
