@@ -341,6 +341,11 @@ pub struct BenchArgs {
     /// Soak: WebSocket subscribers.
     #[arg(long, default_value_t = 100)]
     pub soak_subscribers: u32,
+    /// Latency: extra subscribers (own tokens) that subscribe to `events` from
+    /// the run's start and never read a frame: slow-client isolation (the
+    /// others' latency and the server's RSS with them connected).
+    #[arg(long, default_value_t = 0)]
+    pub stalled: u32,
     /// Soak: seconds between samples.
     #[arg(long, default_value_t = 10)]
     pub soak_interval: u64,

@@ -55,6 +55,8 @@ pub struct RunResult {
     pub achieved_rate: f64,
     pub rows_per_statement: u32,
     pub subscribers: u32,
+    /// Subscribers that never read (not counted in the figures).
+    pub stalled: u32,
     pub events: u64,
     pub deliveries_per_sec: f64,
     pub p50_ms: Option<f64>,
@@ -100,6 +102,8 @@ pub struct Ctx {
     pub client: tokio_postgres::Client,
     /// One viewer token (own subject) per subscriber slot.
     pub tokens: Vec<String>,
+    /// Tokens of the stalled subscribers (see `--stalled`).
+    pub stalled_tokens: Vec<String>,
 }
 
 /// What one subscriber received.
@@ -295,6 +299,12 @@ pub async fn measure(ctx: &Ctx, rate: u32, subs: u32, seconds: u64) -> Result<Ru
     for token in ctx.tokens.iter().take(subs as usize) {
         subscribers.push(subscribe(ctx.addr, token, since, stop.clone()).await?);
     }
+    // Connected, subscribed, then never read: the server must keep them from
+    // delaying the others and bound what it holds for them.
+    let mut stalled = Vec::with_capacity(ctx.stalled_tokens.len());
+    for token in &ctx.stalled_tokens {
+        stalled.push(connect(ctx.addr, token, Some(since)).await?);
+    }
     let load1 = procfs::load1();
     let me = std::process::id();
     let child = ctx.server_pid != me;
@@ -326,6 +336,7 @@ pub async fn measure(ctx: &Ctx, rate: u32, subs: u32, seconds: u64) -> Result<Ru
     };
     let rss_mb = procfs::rss_mb(ctx.server_pid).map(round2);
     stop.cancel();
+    drop(stalled);
     let (mut lat, mut r) = (
         Vec::with_capacity(commits.len() * subs as usize),
         RunResult {
@@ -333,6 +344,7 @@ pub async fn measure(ctx: &Ctx, rate: u32, subs: u32, seconds: u64) -> Result<Ru
             achieved_rate: round2(commits.len() as f64 / seconds as f64),
             rows_per_statement: ctx.rows,
             subscribers: subs,
+            stalled: ctx.stalled_tokens.len() as u32,
             events: commits.len() as u64,
             deliveries_per_sec: 0.0,
             p50_ms: None,
@@ -446,12 +458,12 @@ fn failure(r: &RunResult, limit: f64) -> Option<String> {
 /// Prints runs as a Markdown table.
 pub fn print_table(runs: &[RunResult]) {
     let opt = super::opt;
-    println!("| rate target | achieved st/s | rows/st | subscribers | events | deliveries/s | p50 ms | p95 ms | p99 ms | max ms | lost | dup | out of order | resyncs | server cpu % | load-gen cpu % | server rss MB | load avg |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| rate target | achieved st/s | rows/st | subscribers | stalled | events | deliveries/s | p50 ms | p95 ms | p99 ms | max ms | lost | dup | out of order | resyncs | server cpu % | load-gen cpu % | server rss MB | load avg |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in runs {
         println!(
-            "| {} | {:.2} | {} | {} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            r.target_rate, r.achieved_rate, r.rows_per_statement, r.subscribers, r.events, r.deliveries_per_sec,
+            "| {} | {:.2} | {} | {} | {} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.target_rate, r.achieved_rate, r.rows_per_statement, r.subscribers, r.stalled, r.events, r.deliveries_per_sec,
             opt(r.p50_ms), opt(r.p95_ms), opt(r.p99_ms), opt(r.max_ms),
             r.lost, r.duplicates, r.out_of_order, r.resyncs, opt(r.cpu_percent),
             opt(r.load_gen_cpu_percent), opt(r.rss_mb), opt(r.load1)

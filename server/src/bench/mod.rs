@@ -245,8 +245,9 @@ async fn server_modes(
     .unwrap_or(1);
     let secret = server::secret();
     eprintln!("minting {most} viewer tokens…");
-    let tokens = server::tokens(&secret, most)?;
-    let max_conns = most as usize + 100;
+    let mut tokens = server::tokens(&secret, most + args.stalled)?;
+    let stalled_tokens = tokens.split_off(most as usize);
+    let max_conns = (most + args.stalled) as usize + 100;
     for mode in modes {
         if *mode == BenchMode::Rest {
             eprintln!(
@@ -269,6 +270,7 @@ async fn server_modes(
                         writers: args.writers,
                         client: db::connect(url).await?,
                         tokens: tokens.clone(),
+                        stalled_tokens: stalled_tokens.clone(),
                     };
                     for &rate in &args.rates {
                         for &subs in &args.subscribers {
