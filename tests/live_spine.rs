@@ -58,11 +58,7 @@ async fn a_every_committed_event_exactly_once_and_kpis_equal_sql() {
         .await
         .expect("hello");
     let start = db.max_seq().await;
-    ws.send(json!({"op": "subscribe", "topics": ["events", "kpis"], "since": start}))
-        .await;
-    ws.next_of("subscribed", Duration::from_secs(5))
-        .await
-        .expect("subscribed");
+    ws.subscribe(&["events", "kpis"], start).await;
 
     // Out of order: A takes its seqs first, B commits first, then A commits.
     let a = Pipeline::new(&db).await;
@@ -87,12 +83,7 @@ async fn a_every_committed_event_exactly_once_and_kpis_equal_sql() {
     for w in writers {
         w.await.expect("writer");
     }
-    let expected: Vec<i64> = db
-        .all_seqs()
-        .await
-        .into_iter()
-        .filter(|s| *s > start)
-        .collect();
+    let expected: Vec<i64> = db.seqs_after(start).await;
     let last = *expected.last().expect("events");
     let got = ws.events_until(last, Duration::from_secs(30)).await;
     assert_eq!(got, expected, "every committed event once, in seq order");
@@ -108,11 +99,7 @@ async fn b_killing_the_listener_backend_loses_and_duplicates_nothing() {
     let server = TestServer::start(&db).await;
     let mut ws = server.ws().await;
     let start = db.max_seq().await;
-    ws.send(json!({"op": "subscribe", "topics": ["events"], "since": start}))
-        .await;
-    ws.next_of("subscribed", Duration::from_secs(5))
-        .await
-        .expect("subscribed");
+    ws.subscribe(&["events"], start).await;
 
     let writer = {
         let p = Pipeline::new(&db).await;
@@ -135,12 +122,7 @@ async fn b_killing_the_listener_backend_loses_and_duplicates_nothing() {
         "the listener was killed {} times",
         killed.len()
     );
-    let expected: Vec<i64> = db
-        .all_seqs()
-        .await
-        .into_iter()
-        .filter(|s| *s > start)
-        .collect();
+    let expected: Vec<i64> = db.seqs_after(start).await;
     let got = ws
         .events_until(*expected.last().expect("events"), Duration::from_secs(30))
         .await;
@@ -355,11 +337,7 @@ async fn f_a_rollback_behind_an_unrelated_long_transaction_is_passed_promptly() 
         .await
         .expect("hello");
     let start = db.max_seq().await;
-    ws.send(json!({"op": "subscribe", "topics": ["events"], "since": start}))
-        .await;
-    ws.next_of("subscribed", Duration::from_secs(5))
-        .await
-        .expect("subscribed");
+    ws.subscribe(&["events"], start).await;
 
     let long = Pipeline::new(&db).await;
     long.client
@@ -369,12 +347,7 @@ async fn f_a_rollback_behind_an_unrelated_long_transaction_is_passed_promptly() 
     let p = Pipeline::new(&db).await;
     step(&p, src, 1, true).await;
     step(&p, src, 2, false).await;
-    let expected: Vec<i64> = db
-        .all_seqs()
-        .await
-        .into_iter()
-        .filter(|s| *s > start)
-        .collect();
+    let expected: Vec<i64> = db.seqs_after(start).await;
     let last = *expected.last().expect("committed events");
     let got = ws.events_until(last, Duration::from_secs(10)).await;
     assert_eq!(got, expected, "the events after the hole, once, in order");

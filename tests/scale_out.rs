@@ -70,12 +70,7 @@ async fn two_replicas_deliver_identical_streams_and_kpis() {
             }
         }
     );
-    let expected: Vec<i64> = db
-        .all_seqs()
-        .await
-        .into_iter()
-        .filter(|s| *s > start)
-        .collect();
+    let expected: Vec<i64> = db.seqs_after(start).await;
     let last = *expected.last().expect("events");
     let got_a = frames_until(&mut ws_a, last).await;
     let got_b = frames_until(&mut ws_b, last).await;
@@ -172,12 +167,7 @@ async fn a_client_that_loses_its_replica_resumes_on_the_other() {
     done.store(true, Ordering::Release);
     let steps = writer.await.expect("writer");
     assert!(steps > 10, "the pipeline kept writing ({steps} steps)");
-    let expected: Vec<i64> = db
-        .all_seqs()
-        .await
-        .into_iter()
-        .filter(|s| *s > start)
-        .collect();
+    let expected: Vec<i64> = db.seqs_after(start).await;
     let last = *expected.last().expect("events");
     seqs.extend(ws.events_until(last, Duration::from_secs(30)).await);
     assert_same_seqs(&seqs, &expected, "events across the failover");

@@ -161,6 +161,20 @@ impl TestDb {
             .collect()
     }
 
+    /// Committed seqs above `start`, in order (what a subscriber from `start` must get).
+    pub async fn seqs_after(&self, start: i64) -> Vec<i64> {
+        self.client
+            .query(
+                "select seq from monitor.events where seq > $1 order by seq",
+                &[&start],
+            )
+            .await
+            .expect("seqs")
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
     pub async fn source(&self, name: &str) -> i64 {
         self.client
             .query_one(
@@ -700,6 +714,15 @@ impl Ws {
     }
 
     /// Next frame of `type` (skipping others).
+    /// Subscribes to `topics` from `since` and waits for `subscribed`.
+    pub async fn subscribe(&mut self, topics: &[&str], since: i64) {
+        self.send(serde_json::json!({"op": "subscribe", "topics": topics, "since": since}))
+            .await;
+        self.next_of("subscribed", Duration::from_secs(5))
+            .await
+            .expect("subscribed");
+    }
+
     pub async fn next_of(&mut self, kind: &str, limit: Duration) -> Option<Value> {
         let deadline = Instant::now() + limit;
         loop {
