@@ -142,11 +142,14 @@ test('trends: range picker and source selector drive the URL; charts show what /
   assert.equal((await chartState(page, 'problems')).figures.errors, '3');
   await assertTrendsMatch(page, 'crm');
 
-  // the data table holds every bucket, equal to the API's series
+  // the data table holds every bucket, equal to the API's series (it is
+  // filled by the details' `toggle` event, which fires after the click)
+  const api = await env.api(`/api/trends?metric=received&bucket=hour&from=${c.from}&to=${c.to}&source=crm`);
   await page.click('[data-chart="throughput"] summary');
+  await page.waitForFunction((n) => document.querySelectorAll('[data-chart="throughput"] tbody tr').length >= n,
+    api.t.length);
   const cells = await page.$$eval('[data-chart="throughput"] tbody tr', (rows) => rows.map((r) => [Number(r.dataset.t),
     r.querySelectorAll('td')[0].dataset.value]));
-  const api = await env.api(`/api/trends?metric=received&bucket=hour&from=${c.from}&to=${c.to}&source=crm`);
   assert.deepEqual(cells.map(([t]) => t), api.t);
   assert.deepEqual(cells.map(([, v]) => Number(v)), api.series.crm);
 
