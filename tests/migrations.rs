@@ -257,3 +257,57 @@ async fn static_capture_writes_the_events_of_the_dynamic_function() {
         }
     }
 }
+
+/// 0010's double-precision time functions give exactly the numeric
+/// expressions they replaced: random timestamps over two centuries, every
+/// sub-second boundary around a few seconds, and durations on both sides of
+/// every half millisecond.
+#[tokio::test]
+async fn float_epoch_functions_equal_the_numeric_expressions() {
+    let db = TestDb::new().await;
+    let row = db
+        .client
+        .query_one(
+            "with ts as (
+               select timestamptz '1900-01-01 00:00:00+00'
+                      + (random() * 200 * 365.25 * 86400 * 1e6)::bigint * interval '1 microsecond' as t
+                 from generate_series(1, 200000)
+               union all
+               select timestamptz '2026-11-26 10:00:00+00' + d * interval '1 microsecond' + s * interval '1 second'
+                 from generate_series(-3, 3) s,
+                      unnest(array[0, 1, 499, 500, 501, 999, 1000, 1001, 500000, 999499, 999500, 999999]) d
+               union all
+               select t from unnest(array[timestamptz '1970-01-01 00:00:00+00', '1969-12-31 23:59:59.999999+00',
+                                          '1969-12-31 23:59:59.9995+00', '2038-01-19 03:14:07.999999+00',
+                                          '2099-12-31 23:59:59.999999+00', '1900-01-01 00:00:00.000001+00']) t
+             ), pairs as (
+               select t as a, t + (random() * 1e9)::bigint * interval '1 microsecond'
+                                * (case when random() < 0.3 then 1000 else 1 end) as b
+                 from ts
+               union all
+               select t, t + d * interval '1 microsecond'
+                 from ts, unnest(array[0, 1, 499, 500, 501, 1499, 1500, 1501, -1, -499, -500, -501, -1500]) d
+                where t > '2026-01-01'
+             )
+             select (select count(*) from ts),
+                    (select count(*) from ts
+                      where monitor.epoch_sec(t) <> floor(extract(epoch from t))::bigint),
+                    (select count(*) from ts
+                      where monitor.epoch_ms(t) <> floor(extract(epoch from t) * 1000)::bigint),
+                    (select count(*) from pairs),
+                    (select count(*) from pairs
+                      where monitor.ms_between(a, b)
+                            <> greatest(0, round(extract(epoch from (b - a)) * 1000))::bigint)",
+            &[],
+        )
+        .await
+        .expect("compare");
+    let (n, sec, ms, pairs, lag): (i64, i64, i64, i64, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+    assert!(n > 200_000 && pairs > n, "{n} timestamps, {pairs} pairs");
+    assert_eq!(
+        (sec, ms, lag),
+        (0, 0, 0),
+        "differences: epoch_sec, epoch_ms, ms_between"
+    );
+}
