@@ -148,6 +148,13 @@ async fn static_capture_writes_the_events_of_the_dynamic_function() {
              from ingest.runs r, generate_series(1, 40) g",
         "insert into ingest.raw_records (run_id, source_id, payload)
            select min(id), min(source_id), '{}' from ingest.runs",
+        // batches whose rows share every column a contribution reads (0011
+        // folds them into one group per source before the contributions)
+        "insert into ingest.raw_records (run_id, source_id, external_id, payload, received_at)
+           select r.id, r.source_id, 'batch-' || r.id || '-' || g, '{}', timestamptz '2026-11-26 11:00:00.123456'
+             from ingest.runs r, generate_series(1, 25) g",
+        "update ingest.raw_records set status = 'normalized', processed_at = timestamptz '2026-11-26 11:00:02.5'
+          where external_id like 'batch-%' and id % 4 <> 0",
         "update ingest.raw_records
             set status = case when id % 4 = 0 then 'rejected' else 'normalized' end,
                 processed_at = received_at + (id % 7) * interval '13 ms' + (id % 3) * interval '1 s'
@@ -310,4 +317,45 @@ async fn float_epoch_functions_equal_the_numeric_expressions() {
         (0, 0, 0),
         "differences: epoch_sec, epoch_ms, ms_between"
     );
+}
+
+/// The capture functions group changed rows by the columns the contribution
+/// functions read (0011), as generated when they were installed: a later
+/// redefinition of a contribution function that reads another column must
+/// regenerate its table's capture functions, or that column would be null.
+#[tokio::test]
+async fn capture_functions_group_by_every_column_the_contributions_read() {
+    let db = TestDb::new().await;
+    let rows = db
+        .client
+        .query(
+            "select t.tbl, op, monitor.contrib_columns(t.tbl::regclass, t.contrib), p.prosrc
+               from (values ('ingest.runs', 'runs', 'monitor.runs_contrib'),
+                            ('ingest.raw_records', 'raw_records', 'monitor.raw_records_contrib'),
+                            ('ingest.errors', 'errors', 'monitor.errors_contrib')) t(tbl, name, contrib)
+              cross join unnest(array['insert', 'update', 'delete']) op
+               join pg_proc p on p.proname = 'capture_' || t.name || '_' || op",
+            &[],
+        )
+        .await
+        .expect("capture functions");
+    assert_eq!(rows.len(), 9);
+    for r in rows {
+        let (tbl, op): (String, String) = (r.get(0), r.get(1));
+        let cols: Option<Vec<String>> = r.get(2);
+        let cols = cols.unwrap_or_else(|| panic!("{tbl}: contribution columns not derived"));
+        assert!(cols.len() >= 3, "{tbl}: {cols:?}");
+        let src: String = r.get(3);
+        let group = format!(
+            "(select {}, count(*) as c from",
+            cols.iter()
+                .map(|c| format!("r.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        assert!(
+            src.contains(&group),
+            "{tbl}.{op} does not group by {cols:?}"
+        );
+    }
 }
