@@ -7,43 +7,17 @@
 #![allow(missing_docs)]
 
 mod common;
+#[path = "common/tools.rs"]
+mod tools;
 
-use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
-
-/// The repository root (the tests package lives in `tests/` or `server/`).
-fn root() -> PathBuf {
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    here.ancestors()
-        .find(|p| p.join("examples").is_dir() && p.join("scripts").is_dir())
-        .expect("repository root")
-        .to_path_buf()
-}
-
-/// Installs the examples' packages once (scripts/examples-setup.sh) and
-/// returns the Python interpreter that has them.
-fn python() -> &'static PathBuf {
-    static PY: OnceLock<PathBuf> = OnceLock::new();
-    PY.get_or_init(|| {
-        let out = std::process::Command::new("bash")
-            .arg(root().join("scripts/examples-setup.sh"))
-            .output()
-            .expect("run scripts/examples-setup.sh");
-        assert!(
-            out.status.success(),
-            "scripts/examples-setup.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8(out.stdout).expect("utf-8").trim())
-    })
-}
+use tools::{deps, root};
 
 /// A running example: its stdout lines as JSON values.
 struct Example {
@@ -58,7 +32,7 @@ impl Example {
     fn start(lang: &str, server: &TestServer, since: i64) -> Example {
         let mut cmd = match lang {
             "python" => {
-                let mut c = tokio::process::Command::new(python());
+                let mut c = tokio::process::Command::new(deps());
                 c.arg(root().join("examples/python/subscriber.py"));
                 c
             }
@@ -68,7 +42,7 @@ impl Example {
                 c
             }
         };
-        let _ = python(); // the node packages are installed by the same script
+        let _ = deps(); // the node packages are installed by the same script
         cmd.env("INGESTWATCH_WS_URL", format!("ws://{}/ws", server.addr))
             .env("INGESTWATCH_TOKEN", &server.token)
             .env("INGESTWATCH_TOPICS", "events,kpis")
