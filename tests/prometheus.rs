@@ -215,7 +215,8 @@ async fn ingestion_figures_pass_promtool_equal_the_kpis_and_a_real_prometheus_re
     std::fs::write(
         &config,
         format!(
-            "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: ingestwatch\n    static_configs: [{{targets: ['{}']}}]\n",
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: ['{}']\nscrape_configs:\n  - job_name: ingestwatch\n    static_configs: [{{targets: ['{}']}}]\n",
+            tools::root().join("docs/grafana/ingestwatch.rules.yml").display(),
             server.addr
         ),
     )
@@ -285,6 +286,98 @@ async fn ingestion_figures_pass_promtool_equal_the_kpis_and_a_real_prometheus_re
         Some(total_received),
         "the per-source series add up to the total"
     );
+    // The shipped alerting rules load and evaluate without errors.
+    let rules_ok = || {
+        let http = http.clone();
+        async move {
+            let r: Option<Value> = async {
+                http.get(format!("http://127.0.0.1:{port}/api/v1/rules"))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()
+            }
+            .await;
+            let rules: Vec<Value> = r
+                .and_then(|r| r["data"]["groups"][0]["rules"].as_array().cloned())
+                .unwrap_or_default();
+            rules.len() == 9
+                && rules
+                    .iter()
+                    .all(|r| r["health"] == "ok" && r["lastEvaluation"] != "0001-01-01T00:00:00Z")
+        }
+    };
+    wait_for(
+        "the alerting rules evaluated, healthy",
+        Duration::from_secs(30),
+        rules_ok,
+    )
+    .await;
     let _ = prom.kill().await;
+    server.stop().await;
+}
+
+/// Every metric the Grafana dashboard and the alerting rules name exists on
+/// `/metrics`, and `promtool check rules` accepts the rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_and_the_rules_name_only_metrics_the_server_exposes() {
+    let _ = tools::deps();
+    let rules = tools::root().join("docs/grafana/ingestwatch.rules.yml");
+    let out = Command::new("promtool")
+        .arg("check")
+        .arg("rules")
+        .arg(&rules)
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let db = TestDb::new().await;
+    let src = db.source("crm").await;
+    let server = TestServer::start(&db).await;
+    Pipeline::new(&db).await.varied_step(src, 1).await;
+    server.wait_caught_up(&db).await;
+    let text = metrics_text(&server).await;
+    // Families (`# TYPE`, also those without samples now, e.g. no alert
+    // active) and sample names.
+    let exposed: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| match l.strip_prefix("# TYPE ") {
+            Some(t) => t.split(' ').next(),
+            None if l.starts_with('#') => None,
+            None => l.split(['{', ' ']).next(),
+        })
+        .collect();
+
+    let dashboard =
+        std::fs::read_to_string(tools::root().join("docs/grafana/ingestwatch.dashboard.json"))
+            .expect("dashboard");
+    let _: Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    let rules_text = std::fs::read_to_string(&rules).expect("rules");
+    let mut named = std::collections::BTreeSet::new();
+    for text in [&dashboard, &rules_text] {
+        let mut rest = text.as_str();
+        while let Some(i) = rest.find("ingestwatch_") {
+            let tail = &rest[i..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            named.insert(tail[..end].to_string());
+            rest = &tail[end..];
+        }
+    }
+    assert!(named.len() >= 8, "metrics named: {named:?}");
+    for m in &named {
+        assert!(
+            exposed.contains(m.as_str()),
+            "{m} is named by the dashboard or the rules but not on /metrics"
+        );
+    }
     server.stop().await;
 }
