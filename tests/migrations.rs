@@ -9,7 +9,7 @@ use serde_json::Value;
 #[tokio::test]
 async fn rerunning_migrations_is_a_no_op() {
     let mut db = TestDb::new().await;
-    let applied = ingestwatch::db::migrate::run(&mut db.client)
+    let applied = ingestwatch_server::db::migrate::run(&mut db.client)
         .await
         .expect("rerun");
     assert!(applied.is_empty(), "{applied:?}");
@@ -19,7 +19,10 @@ async fn rerunning_migrations_is_a_no_op() {
         .await
         .expect("count")
         .get(0);
-    assert_eq!(n as usize, ingestwatch::db::migrate::migrations().len());
+    assert_eq!(
+        n as usize,
+        ingestwatch_server::db::migrate::migrations().len()
+    );
 }
 
 #[tokio::test]
@@ -62,7 +65,7 @@ async fn the_reader_role_cannot_write() {
         return;
     }
     let src = db.source("crm").await;
-    let reader = ingestwatch::db::connect(&db.reader_url)
+    let reader = ingestwatch_server::db::connect(&db.reader_url)
         .await
         .expect("reader");
     for sql in [
