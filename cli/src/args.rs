@@ -37,6 +37,20 @@ pub enum Command {
     Tail(TailArgs),
     /// Mint a token from the HS256 secret (for operators and wallboards).
     Token(TokenArgs),
+    /// GET a health endpoint (default: this host's /readyz); exit 0 on 2xx,
+    /// 1 otherwise. For container health checks (the image has no curl).
+    Probe(ProbeArgs),
+}
+
+/// Options of `probe`.
+#[derive(Debug, Clone, Args)]
+pub struct ProbeArgs {
+    /// The URL to GET.
+    #[arg(long, default_value = "http://127.0.0.1:8080/readyz")]
+    pub url: String,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 3)]
+    pub timeout_secs: u64,
 }
 
 /// Options of `migrate`.

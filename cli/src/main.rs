@@ -2,11 +2,12 @@
 //! dispatches. `serve` and `migrate` call the server library
 //! (`ingestwatch-server`); `demo` ([`demo`]) and `simulate` also use the
 //! simulator and throwaway cluster (`ingestwatch-sim`); `tail` ([`tail`]) is
-//! the reference WebSocket subscriber; `token` mints a token. The benchmark
+//! the reference WebSocket subscriber; `token` mints a token; `probe` is a container health check. The benchmark
 //! suite is its own binary, `ingestwatch-bench` (`tools/bench`).
 
 mod args;
 mod demo;
+mod probe;
 mod tail;
 
 use std::time::Duration;
@@ -60,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", ingestwatch_server::auth::mint(&args.claims())?);
             Ok(())
         }
+        Command::Probe(args) => std::process::exit(probe::run(&args).await),
         Command::Simulate(args) => {
             let shutdown = shutdown_on_signal();
             let opts = simulate::SimOptions {
