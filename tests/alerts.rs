@@ -769,8 +769,9 @@ async fn a_malformed_rules_file_fails_start_up_fast_naming_the_line() {
     let bad = rules_file(
         "[settings]\ninterval = \"1s\"\n\n[[rules]]\nname = \"x\"\ncondition = \"backlog\"\nabove = 5\nfor = \"soon\"\n",
     );
+    let bin = common::bin::ingestwatch(); // built before the clock starts
     let t0 = Instant::now();
-    let out = tokio::process::Command::new(common::bin::ingestwatch())
+    let out = tokio::process::Command::new(bin)
         .args([
             "serve",
             "--auth-disabled",
