@@ -8,7 +8,8 @@
 import { createRest } from './rest.js';
 import { createAlertStore, renderAlertBanner, renderAlertsView } from './alerts.js';
 import { createExportStore, renderExportsView } from './exports.js';
-import { createSourcesModel, renderHealthGrid, renderSourcesView } from './sources.js';
+import { createSourcesModel, renderSourcesView } from './sources.js';
+import { createWrongNow } from './wrongnow.js';
 
 const LIST_ROUTES = new Set(['runs', 'records', 'errors']);
 const LAST_LIST_KEY = 'ingestwatch.lastList';
@@ -31,7 +32,8 @@ export function createPages({ root, getToken, onAuthError }) {
   const $ = (id) => document.getElementById(id);
   const banner = $('alert-banner');
   const badge = $('alert-count');
-  const healthGrid = $('health');
+  const wrongNowPanel = $('wrong-now');
+  const wrongNow = wrongNowPanel ? createWrongNow(wrongNowPanel) : null;
   const wallCharts = $('wall-charts');
   const rest = createRest({ getToken, onAuthError });
   let state = null;      // main.js state (kpis), as of the last frame
@@ -55,10 +57,7 @@ export function createPages({ root, getToken, onAuthError }) {
     renderAlertBanner(wallOn ? banner : null, badge, alerts, now);
     const needHealth = wallOn || current?.name === 'sources';
     const health = needHealth ? sources.healthOf(state?.kpis, alerts.list(), now) : null;
-    if (wallOn && healthGrid) {
-      renderHealthGrid(health, healthGrid, now);
-      healthGrid.parentElement.dataset.loaded = String(sources.loaded);
-    }
+    if (wallOn && wrongNow) wrongNow(health, sources.loaded, now);
     if (current?.name === 'sources') current.view.update(health, now);
     else if (current?.view?.update) current.view.update(now);
   }
@@ -99,7 +98,7 @@ export function createPages({ root, getToken, onAuthError }) {
     root.dataset.view = name;
     if (name === 'sources') {
       mine.unwatch = sources.watch();
-      mine.view = renderSourcesView(root, { model: sources });
+      mine.view = renderSourcesView(root, { model: sources, params });
     } else if (name === 'alerts') {
       mine.view = renderAlertsView(root, { rest, store: alerts, params, navigate });
     } else if (name === 'exports') {

@@ -5,6 +5,7 @@
 
 import { h, text, attr } from './dom.js';
 import { DASH, fmtAgo, fmtCount, fmtDuration, fmtPercent, parseTime } from './format.js';
+import { fmtAlertValue } from './alerts.js';
 
 /** The thresholds (documented in README, "Browser client"). */
 export const HEALTH = {
@@ -53,7 +54,7 @@ export function sourceHealth(src, live, alerts, now) {
   const failing = [];
   const warning = [];
   for (const a of mine) {
-    const line = `${a.severity} alert ${a.rule} ${a.state}`;
+    const line = alertReason(a);
     if (a.state === 'firing' && a.severity === 'critical') failing.push(line);
     else warning.push(line);
   }
@@ -74,6 +75,21 @@ export function sourceHealth(src, live, alerts, now) {
   return { state, reasons, last, age, freshness, rejectRate };
 }
 
+const ALERT_WHAT = {
+  lag_p95: 'lag p95', backlog: 'backlog', reject_rate: 'rejected', error_rate: 'errors per record',
+  stale: 'no record for', long_run: 'run running for', notification_queue: 'notify queue',
+  listener_disconnected: 'listener down for',
+};
+
+/** An alert as a health reason: "lag p95 5.2 min > 8 s (lag-high, firing)", "3 failed runs in a row (…)". */
+export function alertReason(a) {
+  const why = `(${a.rule}${a.state === 'firing' ? '' : `, ${a.state}`})`;
+  if (a.condition === 'failed_runs') return `${fmtAlertValue(a.value, '')} failed runs in a row ${why}`;
+  const what = ALERT_WHAT[a.condition];
+  if (!what || typeof a.value !== 'number') return `${a.severity} alert ${a.rule} ${a.state}`;
+  return `${what} ${fmtAlertValue(a.value, a.unit)} > ${fmtAlertValue(a.threshold, a.unit)} ${why}`;
+}
+
 /** "last record 12 s ago" / "no record yet". */
 export function freshnessText(hl, now) {
   return hl.last == null ? 'no record yet' : `last record ${fmtAgo(hl.last, now)}`;
@@ -84,6 +100,7 @@ export function freshnessText(hl, now) {
  * combines it with the live figures and alerts.
  */
 export function createSourcesModel({ rest, every = 15_000, onChange, canFetch = () => true }) {
+  const PAGE = 500; // the API's largest page
   let items = [];
   let loadedAt = 0;
   let error = null;
@@ -92,8 +109,19 @@ export function createSourcesModel({ rest, every = 15_000, onChange, canFetch = 
   let timer = 0;
   async function refresh() {
     if (inflight) return inflight;
-    inflight = rest.get('/api/sources?limit=500&window=5m').then((body) => {
-      items = body.items || [];
+    inflight = (async () => {
+      const all = [];
+      let cursor = null;
+      do { // every page: fleets of thousands of sources
+        const q = new URLSearchParams({ limit: String(PAGE), window: '5m' });
+        if (cursor) q.set('cursor', cursor);
+        const body = await rest.get(`/api/sources?${q}`);
+        all.push(...(body.items || []));
+        cursor = body.next_cursor || null;
+      } while (cursor);
+      return all;
+    })().then((all) => {
+      items = all;
       loadedAt = Date.now();
       error = null;
     }).catch((e) => { error = e; }).finally(() => { inflight = null; onChange(); });
@@ -108,11 +136,17 @@ export function createSourcesModel({ rest, every = 15_000, onChange, canFetch = 
     watch() {
       if (watchers++ === 0) {
         refresh();
-        timer = setInterval(() => { if (canFetch()) refresh(); }, every);
+        // a big fleet is re-read less often: its live figures come with the
+        // kpis topic anyway, only runs and intervals come from here
+        const tick = () => {
+          if (canFetch()) refresh();
+          timer = setTimeout(tick, items.length > PAGE ? every * 4 : every);
+        };
+        timer = setTimeout(tick, every);
       }
-      return () => { if (--watchers === 0) clearInterval(timer); };
+      return () => { if (--watchers === 0) clearTimeout(timer); };
     },
-    /** [{ src, live, hl }] sorted worst first, then by name. */
+    /** [{ src, live, hl }] sorted worst first (state, then most reasons), then by name. */
     healthOf(kpis, alerts, now) {
       const liveSources = kpis?.['5m']?.sources || {};
       const names = new Set([...items.map((s) => s.name), ...Object.keys(liveSources)]);
@@ -122,38 +156,15 @@ export function createSourcesModel({ rest, every = 15_000, onChange, canFetch = 
         const live = liveSources[name] || null;
         return { src, live, hl: sourceHealth(src, live, alerts, now) };
       }).sort((a, b) => HEALTH_ORDER.indexOf(a.hl.state) - HEALTH_ORDER.indexOf(b.hl.state)
-        || a.src.name.localeCompare(b.src.name));
+        || b.hl.reasons.length - a.hl.reasons.length
+        || (a.src.name < b.src.name ? -1 : a.src.name > b.src.name ? 1 : 0));
     },
   };
 }
 
-const gridCards = new WeakMap(); // grid element -> Map(source name -> card)
-
-/** The wallboard's grid: one card per source, worst first. */
-export function renderHealthGrid(list, rows, now) {
-  const seen = new Set();
-  let cards = gridCards.get(rows);
-  if (!cards) gridCards.set(rows, (cards = new Map()));
-  list.forEach(({ src, hl }, i) => {
-    seen.add(src.name);
-    let card = cards.get(src.name);
-    if (!card) {
-      card = h('li', { class: 'health', data: { source: src.name } },
-        h('a', { class: 'health-name', href: `#/trends?source=${encodeURIComponent(src.name)}`, title: src.name }, src.name),
-        h('span', { class: 'health-state' }), h('span', { class: 'health-age' }));
-      cards.set(src.name, card);
-    }
-    attr(card, 'data-health', hl.state);
-    attr(card, 'title', hl.reasons.join('\n') || 'healthy');
-    text(card.children[1], hl.state);
-    text(card.children[2], freshnessText(hl, now));
-    if (rows.children[i] !== card) rows.insertBefore(card, rows.children[i] || null);
-  });
-  for (const [name, card] of cards) if (!seen.has(name)) { card.remove(); cards.delete(name); }
-}
-
 /** `#/sources`: every source with its health, freshness, live figures and last run. */
-export function renderSourcesView(root, { model }) {
+export function renderSourcesView(root, { model, params = new URLSearchParams() }) {
+  const only = HEALTH_ORDER.includes(params.get('health')) ? params.get('health') : null;
   const tbody = h('tbody');
   const status = h('p', { class: 'list-status', role: 'status' }, 'Loading…');
   root.replaceChildren(
@@ -169,9 +180,10 @@ export function renderSourcesView(root, { model }) {
   );
   const rows = new Map();
   return {
-    update(list, now) {
+    update(all, now) {
+      const list = only ? all.filter((x) => x.hl.state === only) : all;
       if (model.error && !model.loaded) text(status, `Could not load sources: ${model.error.message}`);
-      else if (model.loaded) text(status, `${list.length} sources`);
+      else if (model.loaded) text(status, only ? `${list.length} of ${all.length} sources ${only}` : `${list.length} sources`);
       const seen = new Set();
       list.forEach(({ src, live, hl }, i) => {
         seen.add(src.name);

@@ -1,0 +1,132 @@
+// The wallboard at fleet scale (issue 18): 1,000 sources, some failing,
+// stale and warning, created directly in SQL; the real server and
+// PostgreSQL, headless Debian Chromium, dark and light. One server and one
+// database for the file.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { Env, ROOT, launchBrowser, newPage, waitFor } from './harness.js';
+
+const SHOTS = path.join(ROOT, 'docs/screenshots');
+const N = 1000;
+const FAILING = 7;   // newest run failed
+const STALE = 12;    // expected every minute, last record 10 minutes ago
+const WARNING = 20;  // newest run partial
+const name = (i) => `tenant-${String(i).padStart(4, '0')}-calendar-sync-eu-west`;
+
+let env;
+let browser;
+
+before(async () => {
+  env = await Env.create();
+  browser = await launchBrowser();
+  // every source: one succeeded run with one normalized record; expected hourly
+  // and received now, but the stale ones (200..211) expected every minute and
+  // received 10 minutes ago
+  env.sql(`
+    insert into ingest.sources (name, kind, expected_interval)
+    select 'tenant-' || lpad(g::text, 4, '0') || '-calendar-sync-eu-west', 'api',
+           case when g between 200 and ${200 + STALE - 1} then interval '1 minute' else interval '1 hour' end
+      from generate_series(1, ${N}) g;
+    with r as (insert into ingest.runs (source_id, started_at, status, finished_at)
+               select id, now() - interval '11 minutes', 'succeeded', now() - interval '10 minutes' from ingest.sources
+               returning id, source_id)
+    insert into ingest.raw_records (run_id, source_id, external_id, payload, status, received_at, processed_at)
+    select r.id, r.source_id, 'x', '{}', 'normalized', t, t
+      from r join ingest.sources s on s.id = r.source_id,
+           lateral (select case when s.expected_interval = interval '1 minute' then now() - interval '10 minutes' else now() end) as w(t);`);
+  const ids = (from, n) => `(select id from ingest.sources where name in (${Array.from({ length: n }, (_, k) => `'${name(from + k)}'`).join(',')}))`;
+  // failing: 100..106; warning: 300..319
+  env.sql(`insert into ingest.runs (source_id, status, finished_at) select id, 'failed', now() from ingest.sources where id in ${ids(100, FAILING)}`);
+  env.sql(`insert into ingest.runs (source_id, status, finished_at) select id, 'partial', now() from ingest.sources where id in ${ids(300, WARNING)}`);
+});
+
+after(async () => {
+  await browser?.close();
+  await env?.close();
+});
+
+async function openWall(page) {
+  await page.goto(`${env.base}/wall#token=${env.token}`);
+  await page.waitForSelector('#status[data-state="live"]', { timeout: 15_000 });
+}
+
+/** Is `sel`'s box inside the viewport and inside every clipping ancestor (visible without scrolling or hover)? */
+function fullyVisible(page, sel) {
+  return page.$eval(sel, (el) => {
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 || r.height === 0) return false;
+    if (r.left < 0 || r.top < 0 || r.right > innerWidth || r.bottom > innerHeight) return false;
+    for (let p = el.parentElement; p; p = p.parentElement) {
+      const s = getComputedStyle(p);
+      if (s.overflowX === 'visible' && s.overflowY === 'visible') continue;
+      const b = p.getBoundingClientRect();
+      if (r.left < b.left - 0.5 || r.right > b.right + 0.5 || r.top < b.top - 0.5 || r.bottom > b.bottom + 0.5) return false;
+    }
+    return true;
+  });
+}
+
+for (const scheme of ['dark', 'light']) {
+  test(`1,000 sources, ${scheme}: counts per state, the worst sources by full name with their reason, a map of every source`, async () => {
+    const page = await newPage(browser, { colorScheme: scheme, viewport: { width: 1920, height: 1080 } });
+    await page.addInitScript((s) => localStorage.setItem('ingestwatch.theme', s), scheme);
+    await openWall(page);
+    await page.waitForSelector(`#health-counts [data-state="healthy"][data-count="${N - FAILING - STALE - WARNING}"]`, { timeout: 15_000 });
+    mkdirSync(SHOTS, { recursive: true });
+    await page.screenshot({ path: path.join(SHOTS, `fleet-1000-${scheme}.png`) });
+    const counts = await page.$$eval('#health-counts [data-state]', (as) => Object.fromEntries(as.map((a) => [a.dataset.state, [a.dataset.count, a.textContent.trim()]])));
+    assert.deepEqual(counts, {
+      failing: [String(FAILING), `${FAILING} failing`], stale: [String(STALE), `${STALE} stale`],
+      warning: [String(WARNING), `${WARNING} warning`], healthy: [String(N - FAILING - STALE - WARNING), `${N - FAILING - STALE - WARNING} healthy`],
+    });
+    for (const state of ['failing', 'stale', 'warning', 'healthy']) assert.ok(await fullyVisible(page, `#health-counts [data-state="${state}"]`), `count ${state} visible`);
+
+    // the five worst: the failing ones, full names and reasons in line, visible without hover or scrolling
+    const worst = await page.$$eval('#health > li', (lis) => lis.map((li) => ({
+      source: li.dataset.source, health: li.dataset.health,
+      name: li.querySelector('.health-name').textContent, why: li.querySelector('.health-why').textContent,
+    })));
+    assert.equal(worst.length, FAILING + STALE + WARNING, 'the healthy are folded into their count');
+    for (const [i, w] of worst.slice(0, 5).entries()) {
+      assert.equal(w.health, 'failing');
+      assert.equal(w.name, w.source, 'the full name');
+      assert.match(w.name, /^tenant-01\d\d-calendar-sync-eu-west$/);
+      assert.match(w.why, /^last run #\d+ failed$/);
+      assert.ok(await fullyVisible(page, `#health > li:nth-child(${i + 1}) .health-name`), `${w.name} visible`);
+      assert.ok(await fullyVisible(page, `#health > li:nth-child(${i + 1}) .health-why`), `${w.name}'s reason visible`);
+    }
+    assert.match(worst.find((w) => w.health === 'stale').why, /^stale: nothing for over 3 × 1 min$/);
+    assert.match(await page.textContent('#health-folded'), new RegExp(`^${N - FAILING - STALE - WARNING} healthy$`));
+
+    // the map: one cell per source, coloured by state, each a link to its source
+    const cells = await page.$$eval('#health-map a', (as) => as.map((a) => [a.dataset.source, a.dataset.health, a.getAttribute('href')]));
+    assert.equal(cells.length, N);
+    assert.equal(cells.filter(([, s]) => s === 'failing').length, FAILING);
+    assert.equal(cells.filter(([, s]) => s === 'stale').length, STALE);
+    assert.deepEqual(cells[0], [name(1), 'healthy', `#/trends?source=${name(1)}`]);
+    assert.ok(await fullyVisible(page, `#health-map a[data-source="${name(100)}"]`), 'a failing cell is on screen');
+    const colours = await page.$$eval(`#health-map a[data-source="${name(100)}"], #health-map a[data-source="${name(1)}"]`,
+      (as) => as.map((a) => getComputedStyle(a).backgroundColor));
+    assert.notEqual(colours[0], colours[1], 'failing and healthy cells differ in colour');
+
+    await page.click(`#health-map a[data-source="${name(100)}"]`);
+    await page.waitForFunction((n) => location.hash === `#/trends?source=${n}`, name(100));
+    assert.deepEqual(page.problems, []);
+    await page.context().close();
+  });
+}
+
+test('the counts link to #/sources filtered by state', async () => {
+  const page = await newPage(browser);
+  await openWall(page);
+  await page.waitForSelector(`#health-counts [data-state="failing"][data-count="${FAILING}"]`, { timeout: 15_000 });
+  await page.click('#health-counts [data-state="failing"]');
+  await page.waitForFunction(() => location.hash === '#/sources?health=failing');
+  await waitFor(async () => (await page.$$('#sources-list tbody tr')).length === FAILING, { what: 'the failing sources' });
+  assert.equal(await page.textContent('#views .list-status'), `${FAILING} of ${N} sources failing`);
+  assert.deepEqual(page.problems, []);
+  await page.context().close();
+});
