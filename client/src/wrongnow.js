@@ -109,6 +109,7 @@ export function createWrongNow(panel) {
       attr(a, 'data-count', String(c));
     }
     attr(counts, 'data-total', String(list.length));
+    attr(panel, 'data-big', list.length > LIST_ALL_UP_TO); // the list holds only the unhealthy: one line each
 
     const shown = worstRows(list);
     const keep = new Set();

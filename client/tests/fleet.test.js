@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { Env, ROOT, launchBrowser, newPage, waitFor } from './harness.js';
+import { Env, ROOT, launchBrowser, newPage, waitFor, sleep, liveWriter, watchLongTasks, takeLongTasks } from './harness.js';
 
 const SHOTS = path.join(ROOT, 'docs/screenshots');
 const N = 1000;
@@ -127,6 +127,25 @@ test('the counts link to #/sources filtered by state', async () => {
   await page.waitForFunction(() => location.hash === '#/sources?health=failing');
   await waitFor(async () => (await page.$$('#sources-list tbody tr')).length === FAILING, { what: 'the failing sources' });
   assert.equal(await page.textContent('#views .list-status'), `${FAILING} of ${N} sources failing`);
+  assert.deepEqual(page.problems, []);
+  await page.context().close();
+});
+
+test('long tasks over 20 s of live updates with 1,000 sources: at most 2 s in all', async () => {
+  const page = await newPage(browser);
+  await watchLongTasks(page);
+  await openWall(page);
+  await page.waitForSelector(`#health-counts [data-state="failing"][data-count="${FAILING}"]`, { timeout: 15_000 });
+  await page.waitForSelector('[data-chart="wall-throughput"][data-drawn] canvas', { timeout: 10_000 });
+  await sleep(1500);
+  await takeLongTasks(page); // start-up is not what this measures
+  const seq0 = Number((await page.textContent('#seq')).replace(/\D/g, ''));
+  await liveWriter(env.url, { secs: 20, everyMs: 200, batch: 3, sources: N });
+  const t = await takeLongTasks(page);
+  const seq1 = Number((await page.textContent('#seq')).replace(/\D/g, ''));
+  console.log(`# 1,000 sources, 20 s live: ${t.count} long tasks, ${Math.round(t.total)} ms in all, longest ${Math.round(t.max)} ms; ${seq1 - seq0} events`);
+  assert.ok(seq1 - seq0 >= 100, `live updates arrived (${seq1 - seq0} events)`);
+  assert.ok(t.total <= 2000, `long tasks ${Math.round(t.total)} ms over 20 s`);
   assert.deepEqual(page.problems, []);
   await page.context().close();
 });
