@@ -24,6 +24,7 @@ function saveLastList(kind, params) {
   const p = new URLSearchParams(params);
   p.delete('token');
   p.delete('access_token');
+  p.delete('sort'); // an export job takes the filters, not the order
   try { sessionStorage.setItem(LAST_LIST_KEY, JSON.stringify([kind, p.toString()])); } catch { /* private mode */ }
   return { kind, params: p };
 }

@@ -45,22 +45,24 @@ export function createVirtualRows({ scroller, tbody, colspan, create, all = 60, 
       to = Math.min(n, from + Math.ceil(scroller.clientHeight / hgt) + 2 * overscan);
       setHeight(top, from * hgt);
       setHeight(bottom, (n - to) * hgt);
-    } else {
-      setHeight(top, 0);
-      setHeight(bottom, 0);
+    } else { // small: no spacers at all
+      top.remove();
+      bottom.remove();
     }
     const want = keys.slice(from, to);
     const keep = new Set(want);
     for (const [k, tr] of rows) if (!keep.has(k)) { tr.remove(); rows.delete(k); }
-    if (tbody.firstChild !== top) tbody.prepend(top);
+    const spaced = n > all;
+    if (spaced && tbody.firstChild !== top) tbody.prepend(top);
+    const first = spaced ? 1 : 0;
     want.forEach((k, i) => {
       let tr = rows.get(k);
       if (!tr) rows.set(k, (tr = create(k)));
       update(tr, k);
-      const at = tbody.children[i + 1];
+      const at = tbody.children[i + first];
       if (at !== tr) tbody.insertBefore(tr, at || null);
     });
-    if (tbody.lastChild !== bottom) tbody.append(bottom);
+    if (spaced && tbody.lastChild !== bottom) tbody.append(bottom);
     if (!rowH && n > all) { rowH = rows.values().next().value?.getBoundingClientRect().height || 0; if (rowH) draw(); }
   }
 

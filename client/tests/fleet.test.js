@@ -131,6 +131,99 @@ test('the counts link to #/sources filtered by state', async () => {
   await page.context().close();
 });
 
+test('#/sources at 1,000 sources, dark: totals, search, sort by column, only the rows in view drawn', async () => {
+  const page = await newPage(browser, { colorScheme: 'dark' });
+  await page.goto(`${env.base}/#/sources?token=${env.token}`);
+  await page.waitForFunction((n) => document.querySelector('#views .list-status')?.textContent === `${n} sources`, N, { timeout: 15_000 });
+  assert.match(await page.textContent('#sources-totals'),
+    new RegExp(`^1,000 sources: ${FAILING} failing · ${STALE} stale · ${WARNING} warning · ${N - FAILING - STALE - WARNING} healthy — last 5 min: `));
+  const drawn = await page.$$eval('#sources-list tbody tr[data-source]', (rows) => rows.length);
+  assert.ok(drawn > 5 && drawn < 100, `${drawn} rows in the DOM for 1,000 sources`);
+  // scrolled to the end: the last source is drawn
+  await page.$eval('#sources-list', (t) => { t.closest('.scroll').scrollTop = 1e7; });
+  await page.waitForSelector(`#sources-list tr[data-source="${name(N)}"]`);
+
+  // sort by health (worst first), then the other way
+  await page.click('#sources-list th[data-col="health"] button');
+  await page.waitForFunction(() => document.querySelector('#sources-list th[data-col="health"]').getAttribute('aria-sort') === 'ascending');
+  await page.$eval('#sources-list', (t) => { t.closest('.scroll').scrollTop = 0; });
+  await waitFor(async () => (await page.getAttribute('#sources-list tbody tr[data-source]', 'data-source')) === name(100), { what: 'the first failing source on top' });
+  assert.equal(await page.textContent('#sources-list tbody tr[data-source] [data-col="health"]'), 'failing');
+  assert.match(await page.evaluate(() => location.hash), /sort=health/);
+  await page.click('#sources-list th[data-col="health"] button');
+  await page.waitForFunction(() => document.querySelector('#sources-list th[data-col="health"]').getAttribute('aria-sort') === 'descending');
+
+  // search narrows by name
+  await page.fill('#sources-search', 'tenant-020');
+  await page.waitForFunction(() => /^10 of 1000 sources matching "tenant-020"$/.test(document.querySelector('#views .list-status').textContent));
+  const shown = await page.$$eval('#sources-list tbody tr[data-source]', (rows) => rows.map((r) => r.dataset.source));
+  assert.deepEqual([...shown].sort(), Array.from({ length: 10 }, (_, k) => name(200 + k)));
+  assert.match(await page.evaluate(() => location.hash), /q=tenant-020/);
+  assert.equal(await page.$eval(`#sources-list tr[data-source="${name(200)}"] [data-col="health"]`, (td) => td.dataset.health), 'stale');
+  assert.deepEqual(page.problems, []);
+  await page.context().close();
+});
+
+test('console lists, light: multi-select source picker, sortable columns, status colours', async () => {
+  env.sql(`insert into ingest.errors (run_id, source_id, severity, stage, code, message)
+           select r.id, r.source_id, case when g = 1 then 'warning' else 'error' end, 'load', 'timeout', 'load timed out'
+             from ingest.runs r join ingest.sources s on s.id = r.source_id, generate_series(1, 2) g
+            where s.name in ('${name(100)}', '${name(101)}') and r.status = 'failed'`);
+  const page = await newPage(browser, { colorScheme: 'light' });
+  await page.goto(`${env.base}/#/runs?token=${env.token}`);
+  await page.waitForSelector('table[data-list="runs"] tbody tr');
+
+  // the picker: find, tick two, apply → source=a,b in the URL and only their runs
+  await page.click('details[data-picker="source"] > summary');
+  await page.fill('details[data-picker="source"] .picker-search', 'tenant-010');
+  await page.waitForFunction(() => document.querySelector('details[data-picker="source"] .picker-note')?.textContent === '10 sources');
+  await page.check(`details[data-picker="source"] input[value="${name(100)}"]`);
+  assert.equal(await page.$(`details[data-picker="source"] input[value="${name(300)}"]`), null, 'not among the matches');
+  await page.fill('details[data-picker="source"] .picker-search', 'tenant-0300');
+  await page.check(`details[data-picker="source"] input[value="${name(300)}"]`);
+  assert.equal(await page.textContent('details[data-picker="source"] > summary b'), `${name(100)}, ${name(300)}`);
+  await page.click('form.filters button[type="submit"]');
+  await page.waitForFunction((want) => decodeURIComponent(location.hash) === want, `#/runs?source=${name(100)},${name(300)}`);
+  await waitFor(async () => {
+    const srcs = await page.$$eval('table[data-list="runs"] tbody tr [data-col="source"]', (tds) => tds.map((td) => td.textContent));
+    return srcs.length === 4 && srcs.every((s) => s === name(100) || s === name(300));
+  }, { what: 'only the picked sources\' runs' });
+
+  // status colours: failed red, partial amber, succeeded green
+  const tones = await page.$$eval('table[data-list="runs"] tbody [data-col="status"]', (tds) => tds.map((td) => [td.textContent, td.dataset.tone, getComputedStyle(td).color]));
+  const tone = Object.fromEntries(tones.map(([s, t, c]) => [s, [t, c]]));
+  assert.equal(tone.failed[0], 'bad');
+  assert.equal(tone.partial[0], 'warn');
+  assert.equal(tone.succeeded[0], 'good');
+  assert.notEqual(tone.failed[1], tone.succeeded[1]);
+
+  // sort by status: a server-side order, both ways
+  await page.click('table[data-list="runs"] thead button[data-sort="status"]');
+  await page.waitForFunction(() => /sort=-status/.test(location.hash));
+  await waitFor(async () => {
+    const st = await page.$$eval('table[data-list="runs"] tbody [data-col="status"]', (tds) => tds.map((td) => td.textContent));
+    return st.join() === 'succeeded,succeeded,partial,failed';
+  }, { what: 'runs by status, descending' });
+  assert.equal(await page.getAttribute('table[data-list="runs"] th:has(button[data-sort="status"])', 'aria-sort'), 'descending');
+  await page.click('table[data-list="runs"] thead button[data-sort="status"]');
+  await waitFor(async () => {
+    const st = await page.$$eval('table[data-list="runs"] tbody [data-col="status"]', (tds) => tds.map((td) => td.textContent));
+    return st.join() === 'failed,partial,succeeded,succeeded';
+  }, { what: 'runs by status, ascending' });
+  assert.equal(await page.inputValue('#f-runs-source'), `${name(100)},${name(300)}`, 'the filter stays');
+
+  // errors: severity colours and a sort by code; records: status colours
+  await page.evaluate((n) => { location.hash = `#/errors?source=${n}&sort=severity`; }, name(100));
+  await waitFor(async () => (await page.$$eval('table[data-list="errors"] tbody [data-col="severity"]', (tds) => tds.map((td) => `${td.textContent}:${td.dataset.tone}`))).join() === 'error:bad,warning:warn',
+    { what: 'errors by severity with colours' });
+  await page.evaluate((n) => { location.hash = `#/records?source=${n}`; }, name(100));
+  await waitFor(async () => (await page.$$eval('table[data-list="records"] tbody [data-col="status"]', (tds) => tds.map((td) => td.dataset.tone))).join() === 'good',
+    { what: 'a normalized record in green' });
+  assert.deepEqual(page.problems, []);
+  await page.context().close();
+});
+
+// last: its writer changes the fleet the tests above count
 test('long tasks over 20 s of live updates with 1,000 sources: at most 2 s in all', async () => {
   const page = await newPage(browser);
   await watchLongTasks(page);
