@@ -2,7 +2,7 @@
 // API's filters, paging and CSV export) and `#/record/{id}` (raw JSON side by
 // side with the normalized meeting and its errors). REST through rest.js.
 
-import { DASH, fmtCount, fmtDuration, fmtFull, fmtUtc, parseTime } from './format.js';
+import { DASH, fmtCount, fmtDateTime, fmtDuration, fmtFull, fmtUtc, parseTime } from './format.js';
 import { createLiveList } from './livelist.js';
 import { createJsonView } from './jsonview.js';
 import { h } from './dom.js';
@@ -76,7 +76,7 @@ function link(href, text, label) { return h('a', label ? { href, 'aria-label': l
 function time(r, key) {
   const t = parseTime(r[key]);
   if (t == null) return DASH;
-  return h('time', { datetime: r[key], title: fmtUtc(t) }, new Date(t).toLocaleString());
+  return h('time', { datetime: r[key], title: fmtUtc(t) }, fmtDateTime(t));
 }
 function show(v) {
   if (v == null || v === '') return DASH;

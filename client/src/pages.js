@@ -6,7 +6,7 @@
 // is visible at most once per animation frame (and every second, for ages).
 
 import { createRest } from './rest.js';
-import { createAlertStore, renderAlertBanner, renderAlertsView } from './alerts.js';
+import { createAlertStore, markTiles, renderAlertBanner, renderAlertsView } from './alerts.js';
 import { createExportStore, renderExportsView } from './exports.js';
 import { createSourcesModel, renderSourcesView } from './sources.js';
 import { createWrongNow } from './wrongnow.js';
@@ -56,6 +56,7 @@ export function createPages({ root, getToken, onAuthError }) {
 
   function render(now) {
     renderAlertBanner(wallOn ? banner : null, badge, alerts, now);
+    if (wallOn) markTiles(document, alerts.list());
     const needHealth = wallOn || current?.name === 'sources';
     const health = needHealth ? sources.healthOf(state?.kpis, alerts.list(), now) : null;
     if (wallOn && wrongNow) wrongNow(health, sources.loaded, now);
