@@ -23,7 +23,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::Value;
 
-use crate::config::{AuthOptions, TokenArgs};
+use crate::config::{AuthOptions, TokenClaims};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -493,7 +493,7 @@ pub fn parse_ttl(s: &str) -> anyhow::Result<Duration> {
 }
 
 /// Mints an HS256 token (the `token` command, the demo, tests).
-pub fn mint(args: &TokenArgs) -> anyhow::Result<String> {
+pub fn mint(args: &TokenClaims) -> anyhow::Result<String> {
     let ttl = parse_ttl(&args.ttl)?;
     let now = chrono::Utc::now().timestamp();
     let mut claims = serde_json::Map::new();
