@@ -175,6 +175,36 @@ impl EventFrame {
             errors: is_errors_kind(&e.kind),
         }
     }
+
+    /// The frame as a client seeing the sources `visible` may see it
+    /// (`None`: unscoped): unchanged when every source it touches is visible,
+    /// `None` when none is, and a redacted copy (other sources' names, ids
+    /// and contributions removed) when the statement touched both.
+    pub fn scoped(&self, visible: Option<&BTreeSet<i64>>) -> Option<Utf8Bytes> {
+        let Some(visible) = visible else {
+            return Some(self.text.clone());
+        };
+        let seen = self.sources.iter().filter(|s| visible.contains(s)).count();
+        if seen == self.sources.len() && seen > 0 {
+            return Some(self.text.clone());
+        }
+        if seen == 0 {
+            return None;
+        }
+        let mut v: Value = serde_json::from_str(self.text.as_str()).ok()?;
+        if let Some(kpi) = v.get_mut("kpi").and_then(Value::as_array_mut) {
+            kpi.retain(|t| {
+                t.get(0)
+                    .and_then(Value::as_i64)
+                    .is_some_and(|id| visible.contains(&id))
+            });
+        }
+        v["ids"] = json!([]);
+        v["source"] = Value::Null;
+        v["sources"] = json!([]);
+        v["redacted"] = Value::Bool(true);
+        Some(Utf8Bytes::from(v.to_string()))
+    }
 }
 
 /// An item in a subscriber's queue.
