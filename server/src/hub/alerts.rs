@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::extract::ws::Utf8Bytes;
 
 use super::{Hub, Outgoing, Scope, Subscriber};
+use crate::auth;
 
 /// One serialized alert frame and the sources it covers (for scoping).
 #[derive(Debug, Clone)]
@@ -26,7 +27,7 @@ impl Hub {
         let subs: Vec<Arc<Subscriber>> = self
             .alert_subs
             .iter()
-            .filter(|s| crate::alerts::store::visible(&frame.sources, s.value().1.as_ref()))
+            .filter(|s| auth::Scope::of(s.value().1.as_ref()).sees_all(&frame.sources))
             .map(|s| s.value().0.clone())
             .collect();
         for sub in subs {
