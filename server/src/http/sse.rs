@@ -161,6 +161,7 @@ impl SseStream {
 
     /// Ends the stream after an `error` frame.
     fn end_with(&mut self, code: &str, message: &str) {
+        tracing::debug!(code, "ending the stream");
         self.out.push_back(sse_event(&Frame::error(code, message)));
         self.ending = true;
     }

@@ -143,6 +143,7 @@ impl Connection {
         let end = self.serve().await;
         self.session.leave();
         if let End::Close(code, reason) = end {
+            tracing::debug!(code, reason, "closing");
             let frame = CloseFrame {
                 code,
                 reason: Utf8Bytes::from_static(reason),
