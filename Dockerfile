@@ -6,6 +6,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY server ./server
 COPY client ./client
 COPY sql ./sql
+COPY docs/asyncapi.json ./docs/asyncapi.json
 RUN cargo build --release --locked --bin ingestwatch
 
 # Run: a small Debian base, non-root, PostgreSQL binaries only for `demo`.
@@ -18,6 +19,6 @@ COPY --from=build /src/target/release/ingestwatch /usr/local/bin/ingestwatch
 USER 10001
 ENV INGESTWATCH_LISTEN=0.0.0.0:8080
 EXPOSE 8080
-HEALTHCHECK --interval=10s --timeout=3s CMD ["ingestwatch", "--version"]
+HEALTHCHECK --interval=10s --timeout=5s CMD ["ingestwatch", "probe", "--url", "http://127.0.0.1:8080/readyz"]
 ENTRYPOINT ["ingestwatch"]
 CMD ["serve"]

@@ -60,8 +60,8 @@ pub struct Metrics {
     pub alert_transitions: Counter,
     /// Evaluation ticks run by this replica (as leader).
     pub alert_evaluations: Counter,
-    /// Duration of the last evaluation tick, in microseconds.
-    pub alert_evaluation_us: Gauge,
+    /// Duration of the last evaluation tick, in seconds.
+    pub alert_evaluation_seconds: Gauge<f64, AtomicU64>,
     /// Webhook deliveries that succeeded (2xx).
     pub webhook_deliveries: Counter,
     /// Webhook attempts that failed (error, timeout, non-2xx).
@@ -197,10 +197,10 @@ impl Default for Metrics {
                 "Alert evaluation ticks (as leader)",
                 Counter::default()
             ),
-            alert_evaluation_us: reg!(
-                "alert_evaluation_us",
-                "Duration of the last alert evaluation tick in microseconds",
-                Gauge::default()
+            alert_evaluation_seconds: reg!(
+                "alert_evaluation_seconds",
+                "Duration of the last alert evaluation tick in seconds",
+                Gauge::<f64, AtomicU64>::default()
             ),
             webhook_deliveries: reg!(
                 "webhook_deliveries",

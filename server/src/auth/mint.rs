@@ -8,7 +8,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::Value;
 
 use super::path;
-use crate::config::TokenArgs;
+use crate::config::TokenClaims;
 
 /// Parses a TTL like `90s`, `30m`, `8h`, `30d`.
 pub fn parse_ttl(s: &str) -> anyhow::Result<Duration> {
@@ -26,7 +26,7 @@ pub fn parse_ttl(s: &str) -> anyhow::Result<Duration> {
 }
 
 /// Mints an HS256 token (the `token` command, the demo, tests).
-pub fn mint(args: &TokenArgs) -> anyhow::Result<String> {
+pub fn mint(args: &TokenClaims) -> anyhow::Result<String> {
     let ttl = parse_ttl(&args.ttl)?;
     let now = chrono::Utc::now().timestamp();
     let mut claims = serde_json::Map::new();

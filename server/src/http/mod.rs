@@ -4,8 +4,10 @@
 pub mod alerts;
 pub mod api;
 pub mod assets;
+pub mod asyncapi;
 pub mod drill;
 pub mod export;
+pub mod exposition;
 pub mod health;
 pub mod lists;
 pub mod openapi;
@@ -51,6 +53,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/exports/{id}/download", get(export::download))
         .route("/openapi.json", get(openapi::serve))
+        .route("/asyncapi.json", get(asyncapi::serve))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
