@@ -8,6 +8,8 @@
 //! - [`rules`] — the TOML rules file, validated (errors name the line).
 //! - [`engine`] — the pure state machine (time passed in).
 //! - [`conditions`] — reading the figures a rule compares.
+//! - [`record`] — the one alert record (a recorded transition) and its
+//!   active-alert shape.
 //! - [`store`] — the alert tables (history, state, deliveries).
 //! - [`notify`] — one webhook worker per receiver.
 //! - [`view`] — what every replica shows, built from the tables.
@@ -33,6 +35,7 @@
 pub mod conditions;
 pub mod engine;
 pub mod notify;
+pub mod record;
 pub mod rules;
 pub mod store;
 pub mod view;
@@ -318,7 +321,7 @@ fn describe(rules: &RuleSet, c: Change) -> NewTransition {
         Some(rule) => NewTransition {
             condition: rule.condition.kind().to_string(),
             unit: rule.condition.unit().to_string(),
-            severity: rule.severity.clone(),
+            severity: rule.severity,
             labels: rule.labels.clone(),
             summary: rule.summary.clone(),
             receivers: rules
@@ -331,7 +334,7 @@ fn describe(rules: &RuleSet, c: Change) -> NewTransition {
         None => NewTransition {
             condition: "rule_removed".into(),
             unit: String::new(),
-            severity: "info".into(),
+            severity: rules::Severity::Info,
             labels: Default::default(),
             summary: Some("the rule was removed from the rules file".into()),
             receivers: Vec::new(),

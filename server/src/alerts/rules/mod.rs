@@ -34,6 +34,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
+use serde::Serialize;
+
 pub use condition::{Cmp, Condition, ConditionKind, Scope};
 pub use parse::parse_duration;
 
@@ -101,8 +103,9 @@ pub enum Format {
     Slack,
 }
 
-/// Alert state names, as stored and sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Alert state names, as stored and sent (serialized as the lowercase name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum StateName {
     /// Not breaching (never fired, or a pending alert that cleared).
     Inactive,
@@ -144,6 +147,49 @@ impl StateName {
     }
 }
 
+impl std::fmt::Display for StateName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How urgent a rule's alerts are (serialized as the lowercase name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// `info` (also the severity recorded when a rule was removed).
+    Info,
+    /// `warning`, the default.
+    Warning,
+    /// `critical`.
+    Critical,
+}
+
+impl Severity {
+    /// Every severity.
+    pub const ALL: [Severity; 3] = [Severity::Info, Severity::Warning, Severity::Critical];
+
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// Parses a severity name.
+    pub fn parse(s: &str) -> Option<Severity> {
+        Severity::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One `[[receivers]]` entry.
 #[derive(Clone)]
 pub struct Receiver {
@@ -164,7 +210,7 @@ pub struct Receiver {
     /// Longest delay between attempts.
     pub max_backoff: Duration,
     /// Only these severities (None: all).
-    pub severities: Option<BTreeSet<String>>,
+    pub severities: Option<BTreeSet<Severity>>,
     /// Only transitions into these states (default firing and resolved).
     pub states: BTreeSet<StateName>,
 }
@@ -182,12 +228,12 @@ impl std::fmt::Debug for Receiver {
 
 impl Receiver {
     /// Does this receiver want a transition into `to` of a rule of `severity`?
-    pub fn wants(&self, to: StateName, severity: &str) -> bool {
+    pub fn wants(&self, to: StateName, severity: Severity) -> bool {
         self.states.contains(&to)
             && self
                 .severities
                 .as_ref()
-                .is_none_or(|s| s.contains(severity))
+                .is_none_or(|s| s.contains(&severity))
     }
 }
 
@@ -222,7 +268,7 @@ pub struct Rule {
     /// Resolve only below `threshold × (1 − hysteresis)`.
     pub hysteresis: f64,
     /// `info`, `warning` or `critical`.
-    pub severity: String,
+    pub severity: Severity,
     /// Free-form labels, sent with every transition.
     pub labels: BTreeMap<String, String>,
     /// One line for humans.
@@ -268,7 +314,7 @@ impl RuleSet {
                 rule.receivers
                     .as_ref()
                     .is_none_or(|names| names.contains(&r.name))
-                    && r.wants(to, &rule.severity)
+                    && r.wants(to, rule.severity)
             })
             .collect()
     }

@@ -92,8 +92,6 @@ pub(super) fn valid_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-pub(super) const SEVERITIES: [&str; 3] = ["info", "warning", "critical"];
-
 pub(super) fn duration_of(
     lines: &Lines,
     v: &Option<Spanned<String>>,

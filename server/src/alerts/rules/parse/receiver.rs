@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{duration_of, valid_name, Lines, SEVERITIES};
-use crate::alerts::rules::{Format, Receiver, RulesError, StateName};
+use super::{duration_of, valid_name, Lines};
+use crate::alerts::rules::{Format, Receiver, RulesError, Severity, StateName};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -87,15 +87,16 @@ pub(super) fn receiver(lines: &Lines, span: &Spanned<RawReceiver>) -> Result<Rec
     let severities = match &r.severities {
         None => None,
         Some(list) => {
+            let mut out = BTreeSet::new();
             for s in list.get_ref() {
-                if !SEVERITIES.contains(&s.as_str()) {
-                    return Err(lines.err(
+                out.insert(Severity::parse(s).ok_or_else(|| {
+                    lines.err(
                         list,
                         format!("{ctx}: unknown severity {s:?}; use info, warning or critical"),
-                    ));
-                }
+                    )
+                })?);
             }
-            Some(list.get_ref().iter().cloned().collect())
+            Some(out)
         }
     };
     let states = match &r.states {

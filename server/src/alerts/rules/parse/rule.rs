@@ -8,8 +8,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{duration_of, parse_duration, valid_name, Lines, SEVERITIES};
-use crate::alerts::rules::{Condition, ConditionKind, Receiver, Rule, RulesError, Scope, Selector};
+use super::{duration_of, parse_duration, valid_name, Lines};
+use crate::alerts::rules::{
+    Condition, ConditionKind, Receiver, Rule, RulesError, Scope, Selector, Severity,
+};
 
 /// Longest window a rate / lag condition may use (the live aggregates keep 24 h).
 const MAX_WINDOW_SECS: i64 = 86_400;
@@ -352,11 +354,13 @@ impl RuleCtx<'_> {
         }
     }
 
-    fn severity(&self, r: &RawRule) -> Result<String, RulesError> {
-        match &r.severity {
-            None => Ok("warning".to_string()),
-            Some(s) if SEVERITIES.contains(&s.get_ref().as_str()) => Ok(s.get_ref().clone()),
-            Some(s) => Err(self.err(
+    fn severity(&self, r: &RawRule) -> Result<Severity, RulesError> {
+        let Some(s) = &r.severity else {
+            return Ok(Severity::Warning);
+        };
+        match Severity::parse(s.get_ref()) {
+            Some(v) => Ok(v),
+            None => Err(self.err(
                 s,
                 format!(
                     "unknown severity {:?}; use info, warning or critical",
