@@ -16,9 +16,10 @@ use crate::config::ServerOptions;
 use crate::export::jobs::Exports;
 use crate::hub::Hub;
 use crate::listen::Listener;
+use crate::listen::Status;
 use crate::live::Live;
 use crate::metrics::Metrics;
-use crate::state::{AppState, Status};
+use crate::state::AppState;
 use crate::trends::rollup::RollupWriter;
 use crate::{db, http};
 
@@ -97,7 +98,18 @@ pub async fn run(
         }
         .run(tasks.clone()),
     );
-    let alerts = crate::alerts::spawn(&st, database_url, &tasks);
+    let alerts = crate::alerts::spawn(
+        &crate::alerts::Deps {
+            pool: st.pool.clone(),
+            live: st.live.clone(),
+            hub: st.hub.clone(),
+            status: st.status.clone(),
+            metrics: st.metrics.clone(),
+            alerts: st.alerts.clone(),
+        },
+        database_url,
+        &tasks,
+    );
     tracing::info!(
         rules = st.alerts.rules.rules.len(),
         receivers = st.alerts.rules.receivers.len(),

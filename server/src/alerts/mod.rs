@@ -52,8 +52,13 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
 
+use deadpool_postgres::Pool;
+
 use crate::db;
-use crate::state::AppState;
+use crate::hub::Hub;
+use crate::listen::Status;
+use crate::live::Live;
+use crate::metrics::Metrics;
 use engine::{Change, Engine};
 use rules::RuleSet;
 use store::{Attempt, NewTransition};
@@ -65,7 +70,7 @@ pub const LEADER_LOCK: i64 = 7_406_914;
 /// Transitions read per sync query.
 const SYNC_BATCH: i64 = 500;
 
-/// The alerts handle in [`AppState`].
+/// The alerts handle (in the application state, and in [`Deps`]).
 #[derive(Debug)]
 pub struct Alerts {
     /// The loaded rules (empty: this replica evaluates nothing).
@@ -89,10 +94,59 @@ impl Alerts {
         }
     }
 
+    /// The active alerts `scope` may see, oldest first, and the newest
+    /// transition applied; refused until the view is loaded.
+    pub fn active(
+        &self,
+        scope: Option<&std::collections::BTreeSet<String>>,
+    ) -> Result<(Vec<record::Active>, i64), AlertsError> {
+        if !self.view.loaded() {
+            return Err(AlertsError::Loading);
+        }
+        Ok(self.view.active(scope))
+    }
+
     /// This replica evaluates rules and delivers webhooks now.
     pub fn is_leader(&self) -> bool {
         self.leader.load(Ordering::Acquire)
     }
+}
+
+/// What the alert tasks use: narrow handles, not the whole application state.
+#[derive(Clone)]
+pub struct Deps {
+    /// Read pool (the alert tables, the evaluator's database reads).
+    pub pool: Pool,
+    /// Live aggregates the conditions read.
+    pub live: Arc<Live>,
+    /// Where transitions are published (WS topic `alerts`).
+    pub hub: Arc<Hub>,
+    /// Listener status (readiness, disconnection time).
+    pub status: Arc<Status>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The rules, the view and leadership.
+    pub alerts: Arc<Alerts>,
+}
+
+/// Why the alerts room could not answer (the HTTP layer maps it to its
+/// error envelope).
+#[derive(Debug, thiserror::Error)]
+pub enum AlertsError {
+    /// The view has not been loaded from the tables yet.
+    #[error("alerts are loading")]
+    Loading,
+    /// Reading the alert tables failed.
+    #[error("reading the alert tables: {0}")]
+    Database(#[from] tokio_postgres::Error),
+}
+
+/// One page of the alert history (see [`store::history`]).
+pub async fn history(
+    client: &impl tokio_postgres::GenericClient,
+    q: &store::HistoryQuery,
+) -> Result<Vec<record::Transition>, AlertsError> {
+    Ok(store::history(client, q).await?)
 }
 
 enum WriteCmd {
@@ -136,11 +190,7 @@ impl Writer {
 }
 
 /// Starts the sync task and, with rules, the coordinator.
-pub fn spawn(
-    st: &AppState,
-    url: &str,
-    cancel: &CancellationToken,
-) -> Vec<tokio::task::JoinHandle<()>> {
+pub fn spawn(st: &Deps, url: &str, cancel: &CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = vec![tokio::spawn(sync(st.clone(), cancel.clone()))];
     if !st.alerts.rules.is_empty() {
         tasks.push(tokio::spawn(coordinator(
@@ -153,7 +203,7 @@ pub fn spawn(
 }
 
 /// Keeps the view current from the tables.
-async fn sync(st: AppState, cancel: CancellationToken) {
+async fn sync(st: Deps, cancel: CancellationToken) {
     let every = st.alerts.rules.settings.sync_interval;
     let mut warned = false;
     loop {
@@ -187,7 +237,7 @@ async fn sync(st: AppState, cancel: CancellationToken) {
 }
 
 /// Competes for leadership forever; leads while it holds the lock.
-async fn coordinator(st: AppState, url: String, cancel: CancellationToken) {
+async fn coordinator(st: Deps, url: String, cancel: CancellationToken) {
     let mut attempt: u32 = 0;
     loop {
         let result = session(&st, &url, &cancel).await;
@@ -214,7 +264,7 @@ async fn coordinator(st: AppState, url: String, cancel: CancellationToken) {
 
 /// One connection's life: LISTEN, wait for the lock, then lead until the
 /// connection ends or the server stops.
-async fn session(st: &AppState, url: &str, cancel: &CancellationToken) -> anyhow::Result<()> {
+async fn session(st: &Deps, url: &str, cancel: &CancellationToken) -> anyhow::Result<()> {
     let mut cfg = db::parse_url(url)?;
     cfg.application_name(APPLICATION_NAME);
     cfg.connect_timeout(Duration::from_secs(5));
@@ -345,7 +395,7 @@ fn describe(rules: &RuleSet, c: Change) -> NewTransition {
 
 /// Restores the engine from the tables; records the end of alerts whose
 /// rule is gone.
-async fn restore(st: &AppState, engine: &mut Engine, writer: &Writer) -> anyhow::Result<()> {
+async fn restore(st: &Deps, engine: &mut Engine, writer: &Writer) -> anyhow::Result<()> {
     let client = st.pool.get().await?;
     let rows = store::load_state(&**client).await?;
     drop(client);
@@ -362,12 +412,7 @@ async fn restore(st: &AppState, engine: &mut Engine, writer: &Writer) -> anyhow:
 }
 
 /// The leader's evaluation loop.
-async fn evaluator(
-    st: AppState,
-    writer: Writer,
-    bells: Vec<Arc<Notify>>,
-    cancel: CancellationToken,
-) {
+async fn evaluator(st: Deps, writer: Writer, bells: Vec<Arc<Notify>>, cancel: CancellationToken) {
     let rules = st.alerts.rules.clone();
     let mut engine = Engine::new(&rules);
     let mut attempt = 0u32;

@@ -7,6 +7,7 @@ pub mod migrate;
 pub mod queries;
 pub mod rows;
 pub mod warm;
+pub mod xact;
 
 use std::time::Duration;
 

@@ -77,11 +77,11 @@ pub async fn settle(client: &Client) -> Result<i64, tokio_postgres::Error> {
             return Ok(d0);
         }
         // xmin is cluster-wide; the narrower proof: no transaction older than
-        // the marker holds a lock on monitor.events (see listen::sequencer).
-        let holders = client.query(crate::listen::LOCK_HOLDERS_SQL, &[]).await?;
+        // the marker holds a lock on monitor.events (see db::xact).
+        let holders = client.query(super::xact::LOCK_HOLDERS_SQL, &[]).await?;
         if !holders
             .iter()
-            .any(|r| crate::listen::sequencer::older_than(r.get::<_, i64>(0) as u32, marker))
+            .any(|r| super::xact::older_than(r.get::<_, i64>(0) as u32, marker))
         {
             return Ok(d0);
         }

@@ -31,7 +31,7 @@ use super::{take, writer, ExportPlan};
 use crate::db::keyset::Cursor;
 use crate::db::queries::{self, Kind, PageSpec};
 use crate::db::rows::{iso, Item};
-use crate::state::AppState;
+use crate::hub::Hub;
 
 /// Jobs reading from PostgreSQL at once; more wait (status `queued`).
 pub const MAX_RUNNING: usize = 2;
@@ -188,6 +188,19 @@ pub struct Exports {
     slots: Arc<Semaphore>,
 }
 
+/// What a job task uses: narrow handles, not the whole application state.
+#[derive(Clone)]
+pub struct JobDeps {
+    /// The registry the job is held in.
+    pub exports: Arc<Exports>,
+    /// Read pool.
+    pub pool: deadpool_postgres::Pool,
+    /// Where progress frames go (WS topic `exports`).
+    pub hub: Arc<Hub>,
+    /// Cancelled when the server shuts down (cancels the job).
+    pub shutdown: CancellationToken,
+}
+
 /// Why a job stopped early.
 enum Stop {
     Cancelled,
@@ -250,7 +263,7 @@ impl Exports {
     }
 
     /// Registers a job for `plan` and starts its task.
-    pub fn start(st: &AppState, plan: ExportPlan, owner: String) -> Arc<Job> {
+    pub fn start(st: &JobDeps, plan: ExportPlan, owner: String) -> Arc<Job> {
         let id = format!("{:032x}", rand::random::<u128>());
         let job = Arc::new(Job {
             path: st
@@ -280,7 +293,7 @@ impl Exports {
     }
 }
 
-fn publish(st: &AppState, job: &Job) {
+fn publish(st: &JobDeps, job: &Job) {
     st.hub.publish_export(
         &job.owner,
         &json!({
@@ -292,7 +305,7 @@ fn publish(st: &AppState, job: &Job) {
     );
 }
 
-async fn run(st: AppState, job: Arc<Job>, plan: ExportPlan) {
+async fn run(st: JobDeps, job: Arc<Job>, plan: ExportPlan) {
     let outcome = tokio::select! {
         r = write(&st, &job, &plan) => r,
         () = job.cancel.cancelled() => Err(Stop::Cancelled),
@@ -328,7 +341,7 @@ async fn run(st: AppState, job: Arc<Job>, plan: ExportPlan) {
     st.exports.remove(&job).await;
 }
 
-async fn write(st: &AppState, job: &Job, plan: &ExportPlan) -> Result<u64, Stop> {
+async fn write(st: &JobDeps, job: &Job, plan: &ExportPlan) -> Result<u64, Stop> {
     let fail = |e: &dyn std::fmt::Display| Stop::Failed(e.to_string());
     let _slot = st.exports.slots.acquire().await.map_err(|e| fail(&e))?;
     job.set(JobStatus::Running);

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::alerts::record::{Active, Transition};
 use crate::alerts::rules::{Severity, StateName};
-use crate::alerts::store::{self, HistoryQuery};
+use crate::alerts::store::HistoryQuery;
 use crate::auth::Principal;
 use crate::error::AppError;
 use crate::state::AppState;
@@ -103,10 +103,7 @@ pub async fn active(
             _ => source = Some(name_param("source", v)?),
         }
     }
-    if !st.alerts.view.loaded() {
-        return Err(AppError::Unavailable("alerts are loading".into()));
-    }
-    let (mut alerts, last) = st.alerts.view.active(principal.sources.as_ref());
+    let (mut alerts, last) = st.alerts.active(principal.sources.as_ref())?;
     alerts.retain(|Active(a)| {
         state.is_none_or(|s| a.state == s)
             && severity.is_none_or(|s| a.severity == s)
@@ -183,7 +180,7 @@ pub async fn history(
         }
     }
     let client = st.pool.get().await?;
-    let transitions = store::history(&**client, &q).await?;
+    let transitions = crate::alerts::history(&**client, &q).await?;
     let next_cursor = (transitions.len() as i64 == q.limit)
         .then(|| transitions.last().map(|t| t.id.to_string()))
         .flatten();

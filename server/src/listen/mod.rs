@@ -12,6 +12,9 @@
 
 pub mod event;
 pub mod sequencer;
+mod status;
+
+pub use status::Status;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -28,7 +31,6 @@ use crate::db;
 use crate::hub::Hub;
 use crate::live::Live;
 use crate::metrics::Metrics;
-use crate::state::Status;
 use event::{Event, COLUMNS};
 use sequencer::Sequencer;
 
@@ -91,13 +93,7 @@ const READ_SQL: &str = "select s.xmin, e.* from
         (select COLS from monitor.events where seq = any($3))
     ) e on true";
 
-/// 32-bit xids of the transactions holding a lock on `monitor.events` in this
-/// database (prepared transactions included: they share `virtualtransaction`).
-pub const LOCK_HOLDERS_SQL: &str = "select distinct t.transactionid::text::bigint
-    from pg_locks r join pg_locks t on t.virtualtransaction = r.virtualtransaction
-   where r.locktype = 'relation' and r.relation = 'monitor.events'::regclass
-     and r.database = (select oid from pg_database where datname = current_database())
-     and t.locktype = 'transactionid'";
+pub use crate::db::xact::LOCK_HOLDERS_SQL;
 
 impl Listener {
     /// Runs until `shutdown`; reconnects forever.

@@ -36,10 +36,10 @@ use super::minute_rollups_from;
 use upsert::{upsert, upsert_hists};
 
 use crate::db;
+use crate::listen::Status;
 use crate::live::contribution::Contribution;
 use crate::live::Live;
 use crate::metrics::Metrics;
-use crate::state::Status;
 
 mod backfill;
 mod pending;
