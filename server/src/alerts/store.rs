@@ -166,12 +166,7 @@ pub async fn load_state(
 pub async fn active(
     client: &mut deadpool_postgres::Object,
 ) -> Result<(Vec<Transition>, i64), tokio_postgres::Error> {
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = crate::db::snapshot(client).await?;
     let rows = tx
         .query(
             &format!(

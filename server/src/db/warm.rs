@@ -130,12 +130,7 @@ pub async fn load(
     // Second buckets from `recent` on; minute buckets from `oldest` to `recent`.
     let recent = (now_sec - KEEP_SECONDS).div_euclid(60) * 60;
     let oldest = (now_sec.div_euclid(60) - KEEP_MINUTES) * 60;
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = super::snapshot(client).await?;
     let sources = sources(&tx).await?;
     let counted = tx
         .query("select seq from monitor.events where seq > $1", &[&d0])

@@ -101,12 +101,7 @@ pub async fn run(
         complete_minutes_from(now_sec),
         minute_rollups_from(now_sec, minute_days),
     );
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = crate::db::snapshot(client).await?;
     let state = tx
         .query_opt(
             "select seq, counted from monitor.rollup_state where id = 1",

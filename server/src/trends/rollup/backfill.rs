@@ -30,12 +30,7 @@ impl RollupWriter {
             .batch_execute("set statement_timeout = 0; set idle_in_transaction_session_timeout = 0")
             .await?;
         let d0 = db::warm::settle(&snap_conn).await?;
-        let snap = snap_conn
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
+        let snap = db::snapshot(&mut snap_conn).await?;
         let snapshot: String = snap
             .query_one("select pg_export_snapshot()", &[])
             .await?
