@@ -51,6 +51,7 @@ use rand::Rng;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use deadpool_postgres::Pool;
 
@@ -191,13 +192,14 @@ impl Writer {
 
 /// Starts the sync task and, with rules, the coordinator.
 pub fn spawn(st: &Deps, url: &str, cancel: &CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut tasks = vec![tokio::spawn(sync(st.clone(), cancel.clone()))];
+    let mut tasks = vec![tokio::spawn(
+        sync(st.clone(), cancel.clone()).instrument(tracing::info_span!("alerts_sync")),
+    )];
     if !st.alerts.rules.is_empty() {
-        tasks.push(tokio::spawn(coordinator(
-            st.clone(),
-            url.to_string(),
-            cancel.clone(),
-        )));
+        tasks.push(tokio::spawn(
+            coordinator(st.clone(), url.to_string(), cancel.clone())
+                .instrument(tracing::info_span!("alerts_leader")),
+        ));
     }
     tasks
 }
@@ -276,20 +278,23 @@ async fn session(st: &Deps, url: &str, cancel: &CancellationToken) -> anyhow::Re
         .context("connecting the alerts session")?;
     let (closed_tx, mut closed) = oneshot::channel::<()>();
     let bell = st.clone();
-    tokio::spawn(async move {
-        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(msg) = messages.next().await {
-            match msg {
-                Ok(AsyncMessage::Notification(_)) => bell.alerts.sync_bell.notify_one(),
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::debug!(error = %e, "alerts connection error");
-                    break;
+    tokio::spawn(
+        async move {
+            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(msg) = messages.next().await {
+                match msg {
+                    Ok(AsyncMessage::Notification(_)) => bell.alerts.sync_bell.notify_one(),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "alerts connection error");
+                        break;
+                    }
                 }
             }
+            let _ = closed_tx.send(());
         }
-        let _ = closed_tx.send(());
-    });
+        .in_current_span(),
+    );
     client
         .batch_execute(&format!("listen {}", store::CHANNEL))
         .await
@@ -323,18 +328,24 @@ async fn session(st: &Deps, url: &str, cancel: &CancellationToken) -> anyhow::Re
         .iter()
         .map(|r| {
             let bell = Arc::new(Notify::new());
-            tokio::spawn(notify::worker(
-                st.pool.clone(),
-                writer.clone(),
-                r.clone(),
-                bell.clone(),
-                st.metrics.clone(),
-                lead.clone(),
-            ));
+            tokio::spawn(
+                notify::worker(
+                    st.pool.clone(),
+                    writer.clone(),
+                    r.clone(),
+                    bell.clone(),
+                    st.metrics.clone(),
+                    lead.clone(),
+                )
+                .instrument(tracing::info_span!("webhook", receiver = %r.name)),
+            );
             bell
         })
         .collect();
-    tokio::spawn(evaluator(st.clone(), writer, bells, lead.clone()));
+    tokio::spawn(
+        evaluator(st.clone(), writer, bells, lead.clone())
+            .instrument(tracing::info_span!("alerts_evaluator")),
+    );
     let result = loop {
         tokio::select! {
             cmd = rx.recv() => match cmd {

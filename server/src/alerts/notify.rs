@@ -179,7 +179,7 @@ pub async fn worker(
     {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!(receiver = %receiver.name, error = %e, "cannot build the webhook client");
+            tracing::error!(error = %e, "cannot build the webhook client");
             return;
         }
     };
@@ -198,7 +198,7 @@ pub async fn worker(
             }
             Err(e) => {
                 if !warned {
-                    tracing::warn!(receiver = %receiver.name, error = %e, "reading undelivered alerts failed; retrying");
+                    tracing::warn!(error = %e, "reading undelivered alerts failed; retrying");
                     warned = true;
                 }
                 if sleep_or_cancel(Duration::from_secs(1), &cancel).await {
@@ -290,14 +290,22 @@ async fn deliver(
             }
         }
         if a.gave_up {
-            tracing::warn!(receiver = %r.name, transition = p.transition.id, attempts,
-                           error = a.error.as_deref().unwrap_or(""), "webhook delivery given up");
+            tracing::warn!(
+                transition = p.transition.id,
+                attempts,
+                error = a.error.as_deref().unwrap_or(""),
+                "webhook delivery given up"
+            );
         } else if !a.delivered {
-            tracing::debug!(receiver = %r.name, transition = p.transition.id, attempts,
-                            error = a.error.as_deref().unwrap_or(""), "webhook attempt failed; retrying");
+            tracing::debug!(
+                transition = p.transition.id,
+                attempts,
+                error = a.error.as_deref().unwrap_or(""),
+                "webhook attempt failed; retrying"
+            );
         }
         if let Err(e) = writer.attempt(a.clone()).await {
-            tracing::info!(receiver = %r.name, error = %e, "cannot record a delivery attempt (leadership lost?)");
+            tracing::info!(error = %e, "cannot record a delivery attempt (leadership lost?)");
             return false;
         }
         if a.delivered || a.gave_up {

@@ -26,6 +26,7 @@ use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{take, writer, ExportPlan};
 use crate::db::keyset::Cursor;
@@ -288,7 +289,8 @@ impl Exports {
         });
         st.exports.jobs.insert(id, job.clone());
         publish(st, &job);
-        tokio::spawn(run(st.clone(), job.clone(), plan));
+        let span = tracing::info_span!("export_job", id = %job.id, subject = %job.owner, kind = job.kind.name());
+        tokio::spawn(run(st.clone(), job.clone(), plan).instrument(span));
         job
     }
 }
@@ -314,7 +316,7 @@ async fn run(st: JobDeps, job: Arc<Job>, plan: ExportPlan) {
         Ok(bytes) => {
             job.lock().bytes = Some(bytes);
             job.set(JobStatus::Finished);
-            tracing::info!(job = %job.id, kind = job.kind.name(), rows = job.rows(), bytes, "export finished");
+            tracing::info!(rows = job.rows(), bytes, "export finished");
         }
         Err(Stop::Cancelled) => {
             job.set(JobStatus::Cancelled);
@@ -323,7 +325,7 @@ async fn run(st: JobDeps, job: Arc<Job>, plan: ExportPlan) {
             return;
         }
         Err(Stop::Failed(e)) => {
-            tracing::error!(job = %job.id, error = %e, "export failed");
+            tracing::error!(error = %e, "export failed");
             job.lock().error =
                 Some("the export failed; try again (details in the server log)".into());
             job.set(JobStatus::Failed);

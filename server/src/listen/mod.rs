@@ -26,6 +26,7 @@ use rand::Rng;
 use tokio::sync::{oneshot, Notify};
 use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::db;
 use crate::hub::Hub;
@@ -145,23 +146,27 @@ impl Listener {
         let (closed_tx, closed) = oneshot::channel();
         let bell = doorbell.clone();
         let metrics = self.metrics.clone();
-        tokio::spawn(async move {
-            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-            while let Some(msg) = messages.next().await {
-                match msg {
-                    Ok(AsyncMessage::Notification(_)) => {
-                        metrics.notifications.inc();
-                        bell.notify_one();
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::debug!(error = %e, "listener connection error");
-                        break;
+        tokio::spawn(
+            async move {
+                let mut messages =
+                    futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                while let Some(msg) = messages.next().await {
+                    match msg {
+                        Ok(AsyncMessage::Notification(_)) => {
+                            metrics.notifications.inc();
+                            bell.notify_one();
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::debug!(error = %e, "listener connection error");
+                            break;
+                        }
                     }
                 }
+                let _ = closed_tx.send(());
             }
-            let _ = closed_tx.send(());
-        });
+            .in_current_span(),
+        );
         // `synchronous_commit = off`: this session's only transactions that
         // commit anything are the hole markers (`pg_current_xact_id()` takes
         // an xid, so each commits a WAL record). They change no data, so

@@ -31,6 +31,7 @@ use anyhow::Context;
 use rand::Rng;
 use tokio_postgres::{Client, NoTls};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::minute_rollups_from;
 use upsert::{upsert, upsert_hists};
@@ -127,11 +128,14 @@ impl RollupWriter {
             .connect(NoTls)
             .await
             .context("connecting the rollup writer")?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "rollup connection closed");
+        tokio::spawn(
+            async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "rollup connection closed");
+                }
             }
-        });
+            .in_current_span(),
+        );
         client
             .batch_execute(
                 "set statement_timeout = '60s'; set lock_timeout = '5s';
