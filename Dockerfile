@@ -4,10 +4,13 @@ FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY server ./server
+COPY cli ./cli
+COPY tools ./tools
+COPY tests/Cargo.toml ./tests/Cargo.toml
 COPY client ./client
 COPY sql ./sql
 COPY docs/asyncapi.json ./docs/asyncapi.json
-RUN cargo build --release --locked --bin ingestwatch
+RUN cargo build --release --locked -p ingestwatch --bin ingestwatch
 
 # Run: a small Debian base, non-root, PostgreSQL binaries only for `demo`.
 FROM debian:bookworm-slim
