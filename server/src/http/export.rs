@@ -23,7 +23,7 @@ use crate::auth::Principal;
 use crate::db::queries::{self, Kind, PageSpec};
 use crate::db::rows::CsvCells;
 use crate::error::AppError;
-use crate::export::jobs::{Exports, JobStatus, JobView};
+use crate::export::jobs::{Exports, JobDeps, JobStatus, JobView};
 use crate::export::{csv_body, ExportPlan, ReadTx, SYNC_MAX_ROWS};
 use crate::http::lists::errors::ErrorParams;
 use crate::http::lists::records::RecordParams;
@@ -230,7 +230,12 @@ pub async fn start(
         resolve(&client, &principal, req.sources.as_deref(), req.filters).await?
     };
     let job = Exports::start(
-        &st,
+        &JobDeps {
+            exports: st.exports.clone(),
+            pool: st.pool.clone(),
+            hub: st.hub.clone(),
+            shutdown: st.shutdown.clone(),
+        },
         ExportPlan {
             kind,
             filters,
