@@ -137,6 +137,8 @@ pub struct AuthOptions {
     )]
     pub max_connections_per_token: usize,
     /// Origins allowed by CORS (comma-separated); none by default (same origin only).
+    /// With `--auth-disabled` they (and their host names) are also the only
+    /// non-loopback `Origin` / `Host` values the server accepts.
     #[arg(long, env = "INGESTWATCH_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
 }
