@@ -44,7 +44,9 @@ use serde_json::{json, Value};
 use tokio::sync::{watch, Semaphore};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Config, GenericClient, NoTls, Statement};
+use tokio_postgres::{Client, GenericClient, Statement};
+
+use crate::db::Target;
 
 /// Options of [`run`].
 #[derive(Debug, Clone)]
@@ -148,12 +150,7 @@ pub async fn run(
             opts.rate
         );
     }
-    let mut config: Config = database_url
-        .parse()
-        .context("parsing the simulator's database URL")?;
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(5));
-    }
+    let target = Target::parse(database_url).context("the simulator's database URL")?;
     let writers = opts.writers.max(1);
     let started = Instant::now();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -173,9 +170,11 @@ pub async fn run(
     let pacer = tokio::spawn(pace(shared.clone(), opts.rate, writers, stop_rx.clone()));
     let tasks: Vec<_> = (0..writers)
         .map(|index| {
-            let mut config = config.clone();
-            config.application_name(format!("ingestwatch-sim-{index}"));
-            let writer = Writer::new(index, opts.seed, config, shared.clone(), stop_rx.clone());
+            let mut target = target.clone();
+            target
+                .config
+                .application_name(format!("ingestwatch-sim-{index}"));
+            let writer = Writer::new(index, opts.seed, target, shared.clone(), stop_rx.clone());
             tokio::spawn(writer.run())
         })
         .collect();
@@ -806,7 +805,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 struct Writer {
     index: usize,
     rng: StdRng,
-    config: Config,
+    target: Target,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
     runs: Vec<RunState>,
@@ -820,7 +819,7 @@ impl Writer {
     fn new(
         index: usize,
         seed: u64,
-        config: Config,
+        target: Target,
         shared: Arc<Shared>,
         stop: watch::Receiver<bool>,
     ) -> Writer {
@@ -828,7 +827,7 @@ impl Writer {
         Writer {
             index,
             rng: StdRng::seed_from_u64(stream),
-            config,
+            target,
             shared,
             stop,
             runs: Vec::new(),
@@ -916,7 +915,7 @@ impl Writer {
 
     /// Connects, makes sure the sources exist and prepares the statements.
     async fn connect(&self) -> Result<Conn> {
-        let (client, connection) = self.config.connect(NoTls).await.context("connecting")?;
+        let (client, connection) = self.target.connect().await.context("connecting")?;
         let index = self.index;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
