@@ -6,6 +6,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY server ./server
 COPY client ./client
 COPY sql ./sql
+COPY docs/asyncapi.json ./docs/asyncapi.json
 RUN cargo build --release --locked --bin ingestwatch
 
 # Run: a small Debian base, non-root, PostgreSQL binaries only for `demo`.

@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod api;
 pub mod assets;
+pub mod asyncapi;
 pub mod drill;
 pub mod export;
 pub mod health;
@@ -50,6 +51,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/exports/{id}/download", get(export::download))
         .route("/openapi.json", get(openapi::serve))
+        .route("/asyncapi.json", get(asyncapi::serve))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

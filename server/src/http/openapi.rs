@@ -107,6 +107,7 @@ pub const ROUTES: &[Route] = &[
     Route { method: "get", path: "/readyz", summary: "200 once the listener is connected and the aggregates are warm", role: "public", params: params![], ok: ("200", "application/json") },
     Route { method: "get", path: "/metrics", summary: "Prometheus metrics", role: "public", params: params![], ok: ("200", "text/plain") },
     Route { method: "get", path: "/openapi.json", summary: "This document", role: "public", params: params![], ok: ("200", "application/json") },
+    Route { method: "get", path: "/asyncapi.json", summary: "The AsyncAPI 3 document of the WebSocket and SSE protocol", role: "public", params: params![], ok: ("200", "application/json") },
 ];
 
 fn error_response(description: &str) -> Value {

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what the tests outside Rust need, project-locally and idempotently:
+# Python `websockets` (examples/python/requirements.txt) into .tools/venv-examples,
+# the pinned npm packages of examples/node (the Node subscriber) and of
+# tests/contracts (AsyncAPI validation). Prints the Python interpreter.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv=.tools/venv-examples
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import websockets' 2>/dev/null; then
+  python3 -m venv "$venv" >&2
+  "$venv/bin/pip" install -q -r examples/python/requirements.txt >&2
+fi
+if [ ! -d examples/node/node_modules/ws ]; then
+  (cd examples/node && npm ci --no-audit --no-fund --loglevel=error >&2)
+fi
+if [ ! -d tests/contracts/node_modules/@asyncapi/parser ]; then
+  (cd tests/contracts && npm ci --no-audit --no-fund --loglevel=error >&2)
+fi
+echo "$PWD/$venv/bin/python"
