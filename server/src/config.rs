@@ -97,6 +97,16 @@ pub struct ServerOptions {
     /// Recent events kept in memory for resuming subscribers (older ones come from the outbox).
     #[arg(long, env = "INGESTWATCH_EVENT_RING", default_value_t = 8192)]
     pub event_ring: usize,
+    /// Direct (session) PostgreSQL URL of the primary for the LISTEN connection,
+    /// the rollup writer and the alerts leader (default: DATABASE_URL). Set it
+    /// when DATABASE_URL goes through a pooler in transaction mode.
+    #[arg(long, env = "LISTEN_DATABASE_URL", hide_env_values = true)]
+    pub listen_database_url: Option<String>,
+    /// What DATABASE_URL goes through: `session` (PostgreSQL itself, or a
+    /// session pooler) or `transaction` (PgBouncer pool_mode=transaction,
+    /// Supabase port 6543): each pooled use then runs in one transaction.
+    #[arg(long, env = "INGESTWATCH_POOLER_MODE", value_enum, default_value_t = crate::db::PoolerMode::Session)]
+    pub pooler_mode: crate::db::PoolerMode,
     /// Connections in the read pool (REST queries, catch-up of resuming subscribers).
     #[arg(long, env = "INGESTWATCH_POOL_SIZE", default_value_t = 16)]
     pub pool_size: usize,

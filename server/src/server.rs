@@ -39,7 +39,9 @@ pub fn state(
         database_url,
         options.pool_size,
         Duration::from_millis(options.statement_timeout_ms),
-    )?;
+        options.pooler_mode,
+    )
+    .map_err(|e| anyhow::anyhow!("DATABASE_URL: {e}"))?;
     let auth = Arc::new(crate::auth::Auth::from_options(
         &options.auth,
         options.listen,
@@ -74,10 +76,25 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let st = state(database_url, options, shutdown.clone())?;
+    // LISTEN, the rollup writer and the alerts leader need a direct session
+    // on the primary; the pool may go through a transaction pooler.
+    let direct_url = st
+        .options
+        .listen_database_url
+        .clone()
+        .unwrap_or_else(|| database_url.to_string());
+    let direct_url = direct_url.as_str();
+    db::preflight::check(
+        &st.pool,
+        database_url,
+        direct_url,
+        db::preflight::Settings::new(st.options.listen_database_url.is_some()),
+    )
+    .await?;
     let tasks = shutdown.child_token();
     let listen = tokio::spawn(
         Listener {
-            url: database_url.to_string(),
+            url: direct_url.to_string(),
             live: st.live.clone(),
             hub: st.hub.clone(),
             status: st.status.clone(),
@@ -88,7 +105,7 @@ pub async fn run(
     let ticker = tokio::spawn(kpi_ticker(st.clone(), tasks.clone()));
     let rollups = tokio::spawn(
         RollupWriter {
-            url: database_url.to_string(),
+            url: direct_url.to_string(),
             live: st.live.clone(),
             status: st.status.clone(),
             metrics: st.metrics.clone(),
@@ -97,7 +114,7 @@ pub async fn run(
         }
         .run(tasks.clone()),
     );
-    let alerts = crate::alerts::spawn(&st, database_url, &tasks);
+    let alerts = crate::alerts::spawn(&st, direct_url, &tasks);
     tracing::info!(
         rules = st.alerts.rules.rules.len(),
         receivers = st.alerts.rules.receivers.len(),

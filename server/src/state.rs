@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
-use deadpool_postgres::Pool;
+use crate::db::Pool;
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::Alerts;

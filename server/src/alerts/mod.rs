@@ -157,7 +157,7 @@ async fn sync(st: AppState, cancel: CancellationToken) {
         let step = async {
             let mut client = st.pool.get().await.context("pool")?;
             if !st.alerts.view.loaded() {
-                let (active, last) = store::active(&mut client).await?;
+                let (active, last) = store::active(client.object_mut()).await?;
                 st.alerts.view.load(active, last, &st.hub, &st.metrics);
                 return anyhow::Ok(false);
             }

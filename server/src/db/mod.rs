@@ -6,50 +6,19 @@
 pub mod connect;
 pub mod keyset;
 pub mod migrate;
+pub mod pool;
+pub mod preflight;
 pub mod queries;
 pub mod rows;
 pub mod tls;
 pub mod warm;
 
-use std::time::Duration;
-
-use anyhow::Context;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-
 pub use connect::{connect_raw, ConnectError, Connection, Target};
+pub use pool::{pool, Pool, PoolClient, PoolerMode};
 
 /// Parses a PostgreSQL URL, giving a message that never echoes the URL (it may hold a password).
 pub fn parse_url(url: &str) -> anyhow::Result<tokio_postgres::Config> {
     Ok(Target::parse(url)?.config)
-}
-
-/// Builds the read pool. Every session gets `statement_timeout` and is read-only,
-/// so nothing served over HTTP can write or hold locks for long.
-pub fn pool(url: &str, size: usize, statement_timeout: Duration) -> anyhow::Result<Pool> {
-    let Target {
-        config: mut cfg,
-        tls,
-        ..
-    } = Target::parse(url)?;
-    cfg.options(format!(
-        "-c statement_timeout={} -c default_transaction_read_only=on -c lock_timeout=2000",
-        statement_timeout.as_millis()
-    ));
-    cfg.application_name("ingestwatch");
-    let mgr = Manager::from_config(
-        cfg,
-        tls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    Pool::builder(mgr)
-        .max_size(size)
-        .wait_timeout(Some(Duration::from_secs(5)))
-        .create_timeout(Some(Duration::from_secs(5)))
-        .runtime(deadpool_postgres::Runtime::Tokio1)
-        .build()
-        .context("building the connection pool")
 }
 
 /// Opens one plain connection (its driver task is spawned) for work that must

@@ -81,7 +81,7 @@ pub async fn csv(
     let req = export_request(kind, pairs)?;
     let client = st.pool.get().await?;
     let filters = resolve(&client, &principal, req.sources.as_deref(), req.filters).await?;
-    let tx = ReadTx::begin(client).await?;
+    let tx = ReadTx::begin(client.into_object()).await?;
     let count = queries::count_capped(kind, &filters, SYNC_MAX_ROWS + 1);
     let n: i64 = tx
         .client()
