@@ -102,6 +102,14 @@ pub struct ServerOptions {
     /// when DATABASE_URL goes through a pooler in transaction mode.
     #[arg(long, env = "LISTEN_DATABASE_URL", hide_env_values = true)]
     pub listen_database_url: Option<String>,
+    /// PostgreSQL URL of a read replica for lists, drill-downs, trends and
+    /// exports (live figures, the event stream and the monitor's writes stay
+    /// on the primary). Unreachable or lagging: reads fall back to the primary.
+    #[arg(long, env = "REPLICA_DATABASE_URL", hide_env_values = true)]
+    pub replica_database_url: Option<String>,
+    /// Replica replay lag (ms) above which heavy reads go to the primary.
+    #[arg(long, env = "INGESTWATCH_REPLICA_MAX_LAG_MS", default_value_t = 30_000)]
+    pub replica_max_lag_ms: u64,
     /// What DATABASE_URL goes through: `session` (PostgreSQL itself, or a
     /// session pooler) or `transaction` (PgBouncer pool_mode=transaction,
     /// Supabase port 6543): each pooled use then runs in one transaction.

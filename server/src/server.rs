@@ -50,7 +50,21 @@ pub fn state(
         options.auth.max_connections,
         options.auth.max_connections_per_token,
     ));
+    let replica = match &options.replica_database_url {
+        Some(url) => Some(Arc::new(db::replica::Replica::new(
+            db::pool(
+                url,
+                options.pool_size,
+                Duration::from_millis(options.statement_timeout_ms),
+                options.pooler_mode,
+            )
+            .map_err(|e| anyhow::anyhow!("REPLICA_DATABASE_URL: {e}"))?,
+            i64::try_from(options.replica_max_lag_ms).unwrap_or(i64::MAX),
+        ))),
+        None => None,
+    };
     Ok(AppState {
+        replica,
         auth,
         limits,
         alerts: Arc::new(Alerts::new(rules)),
@@ -92,6 +106,14 @@ pub async fn run(
     )
     .await?;
     let tasks = shutdown.child_token();
+    let replica = st.replica.clone().map(|r| {
+        let metrics = st.metrics.clone();
+        let cancel = tasks.clone();
+        tokio::spawn(async move {
+            r.check(&metrics).await; // first verdict (and its log line) at once
+            db::replica::watch(r, metrics, cancel).await
+        })
+    });
     let listen = tokio::spawn(
         Listener {
             url: direct_url.to_string(),
@@ -136,6 +158,9 @@ pub async fn run(
         let _ = listen.await;
         let _ = ticker.await;
         let _ = rollups.await;
+        if let Some(r) = replica {
+            let _ = r.await;
+        }
         for t in alerts {
             let _ = t.await;
         }

@@ -63,6 +63,8 @@ impl Status {
 pub struct AppState {
     /// Read pool for REST queries and subscriber catch-up.
     pub pool: Pool,
+    /// The read replica for heavy reads, if configured (see [`AppState::read_pool`]).
+    pub replica: Option<Arc<crate::db::replica::Replica>>,
     /// Live aggregates.
     pub live: Arc<Live>,
     /// Topics and subscribers.

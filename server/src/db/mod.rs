@@ -9,6 +9,7 @@ pub mod migrate;
 pub mod pool;
 pub mod preflight;
 pub mod queries;
+pub mod replica;
 pub mod rows;
 pub mod tls;
 pub mod warm;

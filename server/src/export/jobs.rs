@@ -333,7 +333,7 @@ async fn write(st: &AppState, job: &Job, plan: &ExportPlan) -> Result<u64, Stop>
     let _slot = st.exports.slots.acquire().await.map_err(|e| fail(&e))?;
     job.set(JobStatus::Running);
     publish(st, job);
-    let client = st.pool.get().await.map_err(|e| fail(&e))?;
+    let client = st.read_pool().get().await.map_err(|e| fail(&e))?;
     let upto: i64 = client
         .query_one(&queries::max_id(plan.kind), &[])
         .await

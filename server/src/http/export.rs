@@ -79,7 +79,7 @@ pub async fn csv(
             .map_err(|e| AppError::invalid("query", format!("malformed query string: {e}")))?;
     refuse_limit(&pairs)?;
     let req = export_request(kind, pairs)?;
-    let client = st.pool.get().await?;
+    let client = st.read_pool().get().await?;
     let filters = resolve(&client, &principal, req.sources.as_deref(), req.filters).await?;
     let tx = ReadTx::begin(client.into_object()).await?;
     let count = queries::count_capped(kind, &filters, SYNC_MAX_ROWS + 1);
@@ -219,7 +219,7 @@ pub async fn start(
         ));
     }
     let filters = {
-        let client = st.pool.get().await?;
+        let client = st.read_pool().get().await?;
         resolve(&client, &principal, req.sources.as_deref(), req.filters).await?
     };
     let job = Exports::start(

@@ -82,7 +82,7 @@ pub async fn run(
         complete_minutes_from(now_sec),
         minute_rollups_from(now_sec, i64::from(st.options.rollup_minute_days)),
     );
-    let mut client = st.pool.get().await?;
+    let mut client = st.read_pool().get().await?;
     let tx = client
         .build_transaction()
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
