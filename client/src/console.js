@@ -1,10 +1,12 @@
 // Ops console: hash routes `#/runs`, `#/records`, `#/errors` (lists with the
 // API's filters, paging and CSV export) and `#/record/{id}` (raw JSON side by
-// side with the normalized meeting and its errors). REST with the bearer token.
+// side with the normalized meeting and its errors). REST through rest.js.
 
 import { DASH, fmtCount, fmtDuration, fmtFull, fmtUtc, parseTime } from './format.js';
 import { createLiveList } from './livelist.js';
 import { createJsonView } from './jsonview.js';
+import { h } from './dom.js';
+import { createRest } from './rest.js';
 
 const sel = (name, label, options) => ({ name, label, options: ['', ...options] });
 const txt = (name, label) => ({ name, label });
@@ -61,21 +63,11 @@ export const LISTS = {
   },
 };
 
-export function el(tag, props = {}, ...kids) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (k === 'dataset') Object.assign(e.dataset, v);
-    else if (k in e) e[k] = v;
-    else e.setAttribute(k, v);
-  }
-  e.append(...kids.filter((k) => k != null));
-  return e;
-}
-function link(href, text, label) { return el('a', label ? { href, 'aria-label': label } : { href }, text); }
+function link(href, text, label) { return h('a', label ? { href, 'aria-label': label } : { href }, text); }
 function time(r, key) {
   const t = parseTime(r[key]);
   if (t == null) return DASH;
-  return el('time', { datetime: r[key], title: fmtUtc(t) }, new Date(t).toLocaleString());
+  return h('time', { datetime: r[key], title: fmtUtc(t) }, new Date(t).toLocaleString());
 }
 function show(v) {
   if (v == null || v === '') return DASH;
@@ -84,27 +76,17 @@ function show(v) {
 
 /** Parses `#/runs?source=crm` into { route: ['runs'], params }. */
 export function parseRoute(hash) {
-  const h = hash.replace(/^#/, '');
-  if (!h.startsWith('/')) return { route: [], params: new URLSearchParams(h) };
-  const q = h.indexOf('?');
-  const p = q < 0 ? h : h.slice(0, q);
-  return { route: p.split('/').filter(Boolean), params: new URLSearchParams(q < 0 ? '' : h.slice(q + 1)) };
+  const s = hash.replace(/^#/, '');
+  if (!s.startsWith('/')) return { route: [], params: new URLSearchParams(s) };
+  const q = s.indexOf('?');
+  const p = q < 0 ? s : s.slice(0, q);
+  return { route: p.split('/').filter(Boolean), params: new URLSearchParams(q < 0 ? '' : s.slice(q + 1)) };
 }
 
 export function createConsole({ root, getToken, onAuthError }) {
   let gen = 0; // drops answers of views that were left
 
-  async function api(path, opts = {}) {
-    if (!getToken()) throw new Error('not signed in'); // no request to refuse
-    const r = await fetch(path, { headers: { authorization: `Bearer ${getToken() || ''}`, ...opts.headers } });
-    if (r.status === 401 || r.status === 403) onAuthError?.(r.status);
-    if (!r.ok) {
-      let msg = `${r.status}`;
-      try { msg = (await r.json()).error?.message || msg; } catch { /* not JSON */ }
-      throw new Error(msg);
-    }
-    return r;
-  }
+  const rest = createRest({ getToken, onAuthError });
 
   function filterQuery(spec, params) {
     const q = new URLSearchParams();
@@ -119,17 +101,17 @@ export function createConsole({ root, getToken, onAuthError }) {
     const spec = LISTS[kind];
     const my = ++gen;
     const q = filterQuery(spec, params);
-    const form = el('form', { className: 'filters', 'aria-label': `${spec.title} filters` });
+    const form = h('form', { className: 'filters', 'aria-label': `${spec.title} filters` });
     for (const f of spec.filters) {
       const id = `f-${kind}-${f.name}`;
       let input;
-      if (f.options) input = el('select', { id, name: f.name }, ...f.options.map((o) => el('option', { value: o }, o || 'any')));
-      else if (f.time) input = el('input', { id, name: f.name, type: 'datetime-local', step: 1, title: fmtUtc(parseTime(q.get(f.name))) });
-      else input = el('input', { id, name: f.name, type: 'search', autocomplete: 'off', spellcheck: false });
+      if (f.options) input = h('select', { id, name: f.name }, ...f.options.map((o) => h('option', { value: o }, o || 'any')));
+      else if (f.time) input = h('input', { id, name: f.name, type: 'datetime-local', step: 1, title: fmtUtc(parseTime(q.get(f.name))) });
+      else input = h('input', { id, name: f.name, type: 'search', autocomplete: 'off', spellcheck: false });
       input.value = f.time ? toLocalInput(q.get(f.name)) : q.get(f.name) || '';
-      form.append(el('label', { htmlFor: id }, f.label, input));
+      form.append(h('label', { htmlFor: id }, f.label, input));
     }
-    form.append(el('button', { type: 'submit' }, 'Apply'));
+    form.append(h('button', { type: 'submit' }, 'Apply'));
     form.addEventListener('submit', (e) => {
       e.preventDefault();
       const next = new URLSearchParams();
@@ -143,18 +125,18 @@ export function createConsole({ root, getToken, onAuthError }) {
     });
     form.addEventListener('change', (e) => { if (e.target.tagName === 'SELECT') form.requestSubmit(); });
 
-    const status = el('p', { className: 'list-status', role: 'status' }, 'Loading…');
-    const exportBtn = el('button', { type: 'button', className: 'export', dataset: { export: kind } }, 'Export CSV');
+    const status = h('p', { className: 'list-status', role: 'status' }, 'Loading…');
+    const exportBtn = h('button', { type: 'button', className: 'export', data: { export: kind } }, 'Export CSV');
     exportBtn.addEventListener('click', () => exportCsv(kind, q, status));
-    const thead = el('thead', {}, el('tr', {}, ...spec.columns.map(([, label, , cls]) => el('th', { scope: 'col', className: cls || '' }, label))));
-    const tbody = el('tbody');
-    const table = el('table', { className: 'list', dataset: { list: kind } }, thead, tbody);
-    const more = el('button', { type: 'button', className: 'more', hidden: true }, 'Load more');
+    const thead = h('thead', {}, h('tr', {}, ...spec.columns.map(([, label, , cls]) => h('th', { scope: 'col', className: cls || '' }, label))));
+    const tbody = h('tbody');
+    const table = h('table', { className: 'list', data: { list: kind } }, thead, tbody);
+    const more = h('button', { type: 'button', className: 'more', hidden: true }, 'Load more');
     let cursor = null;
-    const makeRow = (r) => el('tr', { dataset: { id: String(r.id) } }, ...spec.columns.map(([key, , fmt, cls]) => {
+    const makeRow = (r) => h('tr', { data: { id: String(r.id) } }, ...spec.columns.map(([key, , fmt, cls]) => {
       const v = fmt ? fmt(r, key) : show(r[key]);
       const full = typeof r[key] === 'number' && Math.abs(r[key]) >= 1e5 ? { title: fmtFull(r[key]) } : {}; // compact "1.2M"
-      return el('td', { className: cls || '', dataset: { col: key }, ...full }, v);
+      return h('td', { className: cls || '', data: { col: key }, ...full }, v);
     }));
     const counted = () => { status.textContent = `${tbody.rows.length} ${kind}${cursor ? ' (more available)' : ''}`; };
     const live = createLiveList({
@@ -162,7 +144,7 @@ export function createConsole({ root, getToken, onAuthError }) {
       firstPage: async () => {
         const page = new URLSearchParams(q);
         page.set('limit', '50');
-        return (await (await api(`/api/${kind}?${page}`)).json()).items;
+        return (await rest.get(`/api/${kind}?${page}`)).items;
       },
     });
 
@@ -172,7 +154,7 @@ export function createConsole({ root, getToken, onAuthError }) {
       if (cursor) page.set('cursor', cursor);
       more.disabled = true;
       try {
-        const body = await (await api(`/api/${kind}?${page}`)).json();
+        const body = await rest.get(`/api/${kind}?${page}`);
         if (my !== gen) return;
         const have = new Set([...tbody.rows].map((tr) => tr.dataset.id));
         for (const r of body.items) if (!have.has(String(r.id))) tbody.append(makeRow(r)); // a live row may be here already
@@ -189,19 +171,19 @@ export function createConsole({ root, getToken, onAuthError }) {
     more.addEventListener('click', load);
 
     root.replaceChildren(
-      el('div', { className: 'console-head' }, el('h2', {}, spec.title), live.controls, exportBtn),
+      h('div', { className: 'console-head' }, h('h2', {}, spec.title), live.controls, exportBtn),
       form, status,
-      el('div', { className: 'panel list-panel' }, el('div', { className: 'scroll' }, table), more),
+      h('div', { className: 'panel list-panel' }, h('div', { className: 'scroll' }, table), more),
     );
     load();
   }
 
   async function exportCsv(kind, q, status) {
     try {
-      const r = await api(`/api/export/${kind}.csv${q.toString() ? `?${q}` : ''}`);
+      const r = await rest.fetchOk(`/api/export/${kind}.csv${q.toString() ? `?${q}` : ''}`);
       const blob = await r.blob();
       const url = URL.createObjectURL(blob);
-      const a = el('a', { href: url, download: `${kind}.csv`, hidden: true });
+      const a = h('a', { href: url, download: `${kind}.csv`, hidden: true });
       document.body.append(a);
       a.click();
       a.remove();
@@ -214,11 +196,11 @@ export function createConsole({ root, getToken, onAuthError }) {
 
   async function renderRecord(id) {
     const my = ++gen;
-    const status = el('p', { className: 'list-status', role: 'status' }, 'Loading…');
-    root.replaceChildren(el('div', { className: 'console-head' }, el('h2', {}, `Record #${id}`)), status);
+    const status = h('p', { className: 'list-status', role: 'status' }, 'Loading…');
+    root.replaceChildren(h('div', { className: 'console-head' }, h('h2', {}, `Record #${id}`)), status);
     let body;
     try {
-      body = await (await api(`/api/records/${encodeURIComponent(id)}`)).json();
+      body = await rest.get(`/api/records/${encodeURIComponent(id)}`);
     } catch (e) {
       if (my === gen) status.textContent = `Could not load record ${id}: ${e.message}`;
       return;
@@ -228,36 +210,36 @@ export function createConsole({ root, getToken, onAuthError }) {
     status.textContent = `${rec.source} · ${rec.external_id ?? DASH} · ${rec.status}`;
 
     const raw = body.payload_redacted
-      ? el('pre', { id: 'raw-json', className: 'json', tabIndex: 0, 'aria-label': 'Raw JSON payload' }, 'payload hidden (operator role required)')
+      ? h('pre', { id: 'raw-json', className: 'json', tabIndex: 0, 'aria-label': 'Raw JSON payload' }, 'payload hidden (operator role required)')
       : createJsonView(body.payload_text ?? '').element;
-    const dl = (pairs) => el('dl', { className: 'kv' }, ...pairs.flatMap(([k, v]) => [el('dt', {}, k), el('dd', { dataset: { field: k } }, v)]));
+    const dl = (pairs) => h('dl', { className: 'kv' }, ...pairs.flatMap(([k, v]) => [h('dt', {}, k), h('dd', { data: { field: k } }, v)]));
     const m = body.meeting;
     const meeting = m
       ? dl([['title', show(m.title)], ['starts_at', time(m, 'starts_at')], ['ends_at', time(m, 'ends_at')],
         ['organizer', show(m.organizer)], ['attendee_count', show(m.attendee_count)]])
-      : el('p', { className: 'empty' }, 'Not normalized.');
+      : h('p', { className: 'empty' }, 'Not normalized.');
     const errs = body.errors.length
-      ? el('ul', { className: 'errlist' }, ...body.errors.map((e) => el('li', { dataset: { code: e.code } },
-        el('b', { dataset: { tone: e.severity === 'error' ? 'bad' : 'warn' } }, `${e.severity} · ${e.stage} · ${e.code}`), ` ${e.message}`)))
-      : el('p', { className: 'empty' }, 'No errors.');
+      ? h('ul', { className: 'errlist' }, ...body.errors.map((e) => h('li', { data: { code: e.code } },
+        h('b', { data: { tone: e.severity === 'error' ? 'bad' : 'warn' } }, `${e.severity} · ${e.stage} · ${e.code}`), ` ${e.message}`)))
+      : h('p', { className: 'empty' }, 'No errors.');
     const meta = dl([['record', `#${rec.id}`], ['run', rec.run_id == null ? DASH : link(`#/run/${rec.run_id}`, `#${rec.run_id}`, `Run ${rec.run_id}`)],
       ['received_at', time(rec, 'received_at')], ['processed_at', time(rec, 'processed_at')]]);
-    root.append(el('div', { className: 'drill' },
-      el('section', { className: 'panel', 'aria-labelledby': 'raw-h' },
-        el('h3', { id: 'raw-h' }, 'Raw JSON'), raw),
-      el('section', { className: 'panel', 'aria-labelledby': 'norm-h' },
-        el('h3', { id: 'norm-h' }, 'Normalized meeting'), el('div', { id: 'meeting' }, meeting),
-        el('h3', {}, 'Errors'), el('div', { id: 'record-errors' }, errs),
-        el('h3', {}, 'Record'), meta)));
+    root.append(h('div', { className: 'drill' },
+      h('section', { className: 'panel', 'aria-labelledby': 'raw-h' },
+        h('h3', { id: 'raw-h' }, 'Raw JSON'), raw),
+      h('section', { className: 'panel', 'aria-labelledby': 'norm-h' },
+        h('h3', { id: 'norm-h' }, 'Normalized meeting'), h('div', { id: 'meeting' }, meeting),
+        h('h3', {}, 'Errors'), h('div', { id: 'record-errors' }, errs),
+        h('h3', {}, 'Record'), meta)));
   }
 
   async function renderRun(id) {
     const my = ++gen;
-    const status = el('p', { className: 'list-status', role: 'status' }, 'Loading…');
-    root.replaceChildren(el('div', { className: 'console-head' }, el('h2', {}, `Run #${id}`)), status);
+    const status = h('p', { className: 'list-status', role: 'status' }, 'Loading…');
+    root.replaceChildren(h('div', { className: 'console-head' }, h('h2', {}, `Run #${id}`)), status);
     let body;
     try {
-      body = await (await api(`/api/runs/${encodeURIComponent(id)}`)).json();
+      body = await rest.get(`/api/runs/${encodeURIComponent(id)}`);
     } catch (e) {
       if (my === gen) status.textContent = `Could not load run ${id}: ${e.message}`;
       return;
@@ -265,7 +247,7 @@ export function createConsole({ root, getToken, onAuthError }) {
     if (my !== gen) return;
     const { run, error_summary: summary, timeline: tl } = body;
     status.textContent = `${run.source} · ${run.status}`;
-    const dl = (pairs) => el('dl', { className: 'kv' }, ...pairs.flatMap(([k, v]) => [el('dt', {}, k), el('dd', { dataset: { field: k } }, v)]));
+    const dl = (pairs) => h('dl', { className: 'kv' }, ...pairs.flatMap(([k, v]) => [h('dt', {}, k), h('dd', { data: { field: k } }, v)]));
     const figures = dl([['status', run.status], ['duration', fmtDuration(run.duration_ms)],
       ['received', show(run.records_received)], ['normalized', show(run.records_normalized)],
       ['rejected', show(run.records_rejected)], ['pending', show(run.records_pending)],
@@ -273,20 +255,20 @@ export function createConsole({ root, getToken, onAuthError }) {
     const timeline = dl([['started_at', time(tl, 'started_at')], ['first_record_at', time(tl, 'first_record_at')],
       ['last_record_at', time(tl, 'last_record_at')], ['finished_at', time(tl, 'finished_at')]]);
     const sumTable = summary.length
-      ? el('table', { className: 'list', id: 'error-summary' },
-        el('thead', {}, el('tr', {}, ...['Code', 'Severity', 'Count', 'First', 'Last'].map((h, i) => el('th', { scope: 'col', className: i === 2 ? 'n' : '' }, h)))),
-        el('tbody', {}, ...summary.map((e) => el('tr', { dataset: { code: e.code } },
-          el('td', {}, link(`#/errors?run=${run.id}&code=${encodeURIComponent(e.code)}`, e.code, `Errors ${e.code} of run ${run.id}`)),
-          el('td', {}, e.severity), el('td', { className: 'n' }, show(e.count)),
-          el('td', {}, time(e, 'first_at')), el('td', {}, time(e, 'last_at'))))))
-      : el('p', { className: 'empty' }, 'No errors.');
+      ? h('table', { className: 'list', id: 'error-summary' },
+        h('thead', {}, h('tr', {}, ...['Code', 'Severity', 'Count', 'First', 'Last'].map((c, i) => h('th', { scope: 'col', className: i === 2 ? 'n' : '' }, c)))),
+        h('tbody', {}, ...summary.map((e) => h('tr', { data: { code: e.code } },
+          h('td', {}, link(`#/errors?run=${run.id}&code=${encodeURIComponent(e.code)}`, e.code, `Errors ${e.code} of run ${run.id}`)),
+          h('td', {}, e.severity), h('td', { className: 'n' }, show(e.count)),
+          h('td', {}, time(e, 'first_at')), h('td', {}, time(e, 'last_at'))))))
+      : h('p', { className: 'empty' }, 'No errors.');
     root.append(
-      el('p', { className: 'links' }, link(`#/records?run=${run.id}`, 'Records of this run', null),
+      h('p', { className: 'links' }, link(`#/records?run=${run.id}`, 'Records of this run', null),
         ' · ', link(`#/errors?run=${run.id}`, 'Errors of this run', null)),
-      el('div', { className: 'drill' },
-        el('section', { className: 'panel', 'aria-labelledby': 'run-h' }, el('h3', { id: 'run-h' }, 'Figures'), figures,
-          el('h3', {}, 'Timeline'), timeline),
-        el('section', { className: 'panel', 'aria-labelledby': 'sum-h' }, el('h3', { id: 'sum-h' }, 'Error summary'), sumTable)));
+      h('div', { className: 'drill' },
+        h('section', { className: 'panel', 'aria-labelledby': 'run-h' }, h('h3', { id: 'run-h' }, 'Figures'), figures,
+          h('h3', {}, 'Timeline'), timeline),
+        h('section', { className: 'panel', 'aria-labelledby': 'sum-h' }, h('h3', { id: 'sum-h' }, 'Error summary'), sumTable)));
   }
 
   /** Shows the view of `route` (from parseRoute); false when it is not a console route. */

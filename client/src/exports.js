@@ -121,7 +121,7 @@ function filterText(filters) {
  * `#/exports?kind=errors&severity=error`: the form (prefilled from the URL,
  * else from `lastList` = { kind, params } of the last list viewed) and the jobs.
  */
-export function renderExportsView(root, { store, params, lastList, getToken, onDownloaded }) {
+export function renderExportsView(root, { rest, store, params, lastList, onDownloaded }) {
   const fromUrl = EXPORT_FILTERS[params.get('kind')] ? { kind: params.get('kind'), params } : null;
   const preset = fromUrl || lastList || { kind: 'records', params: new URLSearchParams() };
   const kindSel = h('select', { id: 'x-kind', name: 'kind' },
@@ -171,8 +171,7 @@ export function renderExportsView(root, { store, params, lastList, getToken, onD
   async function download(job, button) {
     button.disabled = true;
     try {
-      const r = await fetch(`/api/exports/${encodeURIComponent(job.id)}/download`, { headers: { authorization: `Bearer ${getToken() || ''}` } });
-      if (!r.ok) throw new Error(`HTTP ${r.status}`);
+      const r = await rest.fetchOk(`/api/exports/${encodeURIComponent(job.id)}/download`);
       const blob = await r.blob();
       const url = URL.createObjectURL(blob);
       const a = h('a', { href: url, download: `${job.kind}-${job.id.slice(0, 8)}.csv`, hidden: true });

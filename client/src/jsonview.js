@@ -12,7 +12,7 @@
 // the parent, Enter/Space fold or unfold, Home/End. The focused node's JSON
 // path is shown (and announced) above the tree, with "Copy path".
 
-import { el } from './console.js';
+import { h } from './dom.js';
 
 /** Parses JSON text into { t: 'obj'|'arr'|'str'|'num'|'lit', s, e, kids: [{ key, keyRaw, node }] }. */
 export function parseRanges(text) {
@@ -76,7 +76,7 @@ export async function copyText(text) {
     await navigator.clipboard.writeText(text);
     return true;
   } catch {
-    const ta = el('textarea', { value: text, readOnly: true, className: 'offscreen', 'aria-hidden': 'true', tabIndex: -1 });
+    const ta = h('textarea', { value: text, readOnly: true, className: 'offscreen', 'aria-hidden': 'true', tabIndex: -1 });
     document.body.append(ta);
     ta.select();
     let ok = false;
@@ -107,17 +107,17 @@ export function createJsonView(text, { id = 'raw-json', label = 'Raw JSON payloa
   function container(node, depth, path) {
     const [open, close] = node.t === 'obj' ? ['{', '}'] : ['[', ']'];
     const summary = node.t === 'obj' ? plural(node.kids.length, 'key', 'keys') : plural(node.kids.length, 'item', 'items');
-    const body = el('span', { className: 'jv-body' });
+    const body = h('span', { className: 'jv-body' });
     node.kids.forEach((kid, n) => {
       body.append(`${n ? ',' : ''}\n${indent(depth + 1)}`, entry(kid, depth + 1, childPath(path, kid.key)));
     });
     body.append(`\n${indent(depth)}`);
-    return el('span', { className: 'jv-c' }, el('span', { className: 'jv-p', dataset: { summary } }, open), body, el('span', { className: 'jv-p' }, close));
+    return h('span', { className: 'jv-c' }, h('span', { className: 'jv-p', data: { summary } }, open), body, h('span', { className: 'jv-p' }, close));
   }
 
   function scalar(node) {
     const raw = text.slice(node.s, node.e);
-    return el('span', { className: `jv-v jv-${node.t}` }, node.kids ? raw.replace(/\s+/g, '') : raw);
+    return h('span', { className: `jv-v jv-${node.t}` }, node.kids ? raw.replace(/\s+/g, '') : raw);
   }
 
   /** One key (or array item, or the root) and its value. */
@@ -125,22 +125,22 @@ export function createJsonView(text, { id = 'raw-json', label = 'Raw JSON payloa
     const slot = heads.push(null) - 1; // pre-order: the head before its children
     const foldable = node.kids?.length > 0;
     const value = foldable ? container(node, depth, path) : scalar(node);
-    const key = keyRaw ? el('span', { className: 'jv-k' }, keyRaw) : null;
+    const key = keyRaw ? h('span', { className: 'jv-k' }, keyRaw) : null;
     const head = key || (foldable ? value.firstChild : value);
     head.classList.add('jv-h');
     head.tabIndex = -1;
     head.dataset.path = path;
     heads[slot] = head;
-    const tog = foldable ? el('button', { type: 'button', className: 'jv-tog', tabIndex: -1, 'aria-expanded': 'true', 'aria-label': `Fold ${path}` }) : null;
+    const tog = foldable ? h('button', { type: 'button', className: 'jv-tog', tabIndex: -1, 'aria-expanded': 'true', 'aria-label': `Fold ${path}` }) : null;
     info.set(head, { path, node, c: foldable ? value : null, parent: null, tog });
     for (let k = slot + 1; k < heads.length; k++) if (info.get(heads[k]).parent === null) info.get(heads[k]).parent = head;
-    const ent = el('span', { className: 'jv-e' }, tog, ...(key ? [key, ': ', value] : [value]));
+    const ent = h('span', { className: 'jv-e' }, tog, ...(key ? [key, ': ', value] : [value]));
     headOf.set(ent, head);
     if (tog) headOf.set(tog, head);
     return ent;
   }
 
-  const tree = el('pre', { id, className: 'json jv', tabIndex: -1, 'aria-label': label, 'aria-describedby': `${id}-keys` });
+  const tree = h('pre', { id, className: 'json jv', tabIndex: -1, 'aria-label': label, 'aria-describedby': `${id}-keys` });
   if (root) {
     tree.append(entry({ keyRaw: null, node: root }, 0, '$'));
     heads[0].tabIndex = 0;
@@ -160,26 +160,26 @@ export function createJsonView(text, { id = 'raw-json', label = 'Raw JSON payloa
   const isFolded = (head) => !!info.get(head)?.c?.hasAttribute('data-folded');
   const visible = (head) => !head.closest('.jv-c[data-folded] > .jv-body');
   function foldAll(folded) {
-    for (const h of heads) if (h !== heads[0]) setFolded(h, folded);
+    for (const hd of heads) if (hd !== heads[0]) setFolded(hd, folded);
     if (!folded) setFolded(heads[0], false);
     if (current && !visible(current)) focusHead(ancestorVisible(current), false);
   }
   function ancestorVisible(head) {
-    let h = head;
-    while (h && !visible(h)) h = info.get(h).parent;
-    return h || heads[0];
+    let hd = head;
+    while (hd && !visible(hd)) hd = info.get(hd).parent;
+    return hd || heads[0];
   }
   function reveal(node) {
     for (let c = node.closest('.jv-c'); c; c = c.parentElement?.closest('.jv-c')) {
       if (c.hasAttribute('data-folded')) {
-        const head = heads.find((h) => info.get(h).c === c);
+        const head = heads.find((hd) => info.get(hd).c === c);
         if (head) setFolded(head, false);
       }
     }
   }
 
   // ---- selection and keyboard ----------------------------------------------------------
-  const pathOut = el('output', { className: 'jv-path', id: `${id}-path`, 'aria-live': 'polite' }, '$');
+  const pathOut = h('output', { className: 'jv-path', id: `${id}-path`, 'aria-live': 'polite' }, '$');
   let current = heads[0] || null;
   function focusHead(head, focus = true) {
     if (!head) return;
@@ -228,16 +228,16 @@ export function createJsonView(text, { id = 'raw-json', label = 'Raw JSON payloa
   });
 
   // ---- search --------------------------------------------------------------------------
-  const search = el('input', { type: 'search', id: `${id}-search`, placeholder: 'Find in keys and values', autocomplete: 'off', spellcheck: false });
-  const count = el('output', { className: 'jv-count', id: `${id}-count`, 'aria-live': 'polite' });
-  const prev = el('button', { type: 'button', 'aria-label': 'Previous match', title: 'Previous match (Shift+Enter)', disabled: true }, '↑');
-  const next = el('button', { type: 'button', 'aria-label': 'Next match', title: 'Next match (Enter)', disabled: true }, '↓');
+  const search = h('input', { type: 'search', id: `${id}-search`, placeholder: 'Find in keys and values', autocomplete: 'off', spellcheck: false });
+  const count = h('output', { className: 'jv-count', id: `${id}-count`, 'aria-live': 'polite' });
+  const prev = h('button', { type: 'button', 'aria-label': 'Previous match', title: 'Previous match (Shift+Enter)', disabled: true }, '↑');
+  const next = h('button', { type: 'button', 'aria-label': 'Next match', title: 'Next match (Enter)', disabled: true }, '↓');
   let marks = [];
   let at = -1;
   let query = '';
   function clearMarks() {
     for (const m of marks) m.replaceWith(...m.childNodes);
-    for (const h of tree.querySelectorAll('.jv-k, .jv-v')) h.normalize();
+    for (const hd of tree.querySelectorAll('.jv-k, .jv-v')) hd.normalize();
     marks = [];
     at = -1;
   }
@@ -253,7 +253,7 @@ export function createJsonView(text, { id = 'raw-json', label = 'Raw JSON payloa
         const parts = [];
         for (let k = low.indexOf(needle); k >= 0; k = low.indexOf(needle, k + needle.length)) {
           parts.push(t.slice(from, k));
-          const m = el('mark', { className: 'jv-m' }, t.slice(k, k + needle.length));
+          const m = h('mark', { className: 'jv-m' }, t.slice(k, k + needle.length));
           parts.push(m);
           marks.push(m);
           from = k + needle.length;
@@ -294,9 +294,9 @@ export function createJsonView(text, { id = 'raw-json', label = 'Raw JSON payloa
   next.addEventListener('click', () => go(at + 1));
 
   // ---- copy ----------------------------------------------------------------------------
-  const note = el('output', { className: 'jv-note', 'aria-live': 'polite' });
+  const note = h('output', { className: 'jv-note', 'aria-live': 'polite' });
   const button = (label, title, fn) => {
-    const b = el('button', { type: 'button', title }, label);
+    const b = h('button', { type: 'button', title }, label);
     b.addEventListener('click', fn);
     return b;
   };
@@ -316,14 +316,14 @@ export function createJsonView(text, { id = 'raw-json', label = 'Raw JSON payloa
   const collapseAll = button('Collapse all', 'Fold everything below the top level', () => foldAll(true));
   for (const b of [copyPath, copyValue, expandAll, collapseAll]) b.disabled = !root;
 
-  const keysHelp = el('p', { id: `${id}-keys`, className: 'offscreen' },
+  const keysHelp = h('p', { id: `${id}-keys`, className: 'offscreen' },
     'Arrow keys move between keys; Enter or Space folds and unfolds; left and right arrows fold, unfold and move to the parent.');
-  const element = el('div', { className: 'jv-wrap' },
-    el('div', { className: 'jv-tools', role: 'toolbar', 'aria-label': 'Raw JSON tools' },
-      el('label', { htmlFor: search.id, className: 'offscreen' }, 'Find in the raw JSON'), search, prev, next, count,
+  const element = h('div', { className: 'jv-wrap' },
+    h('div', { className: 'jv-tools', role: 'toolbar', 'aria-label': 'Raw JSON tools' },
+      h('label', { htmlFor: search.id, className: 'offscreen' }, 'Find in the raw JSON'), search, prev, next, count,
       expandAll, collapseAll, copyRaw),
-    el('div', { className: 'jv-pathbar' }, el('span', { className: 'muted' }, 'Path '), pathOut, copyPath, copyValue, note),
+    h('div', { className: 'jv-pathbar' }, h('span', { className: 'muted' }, 'Path '), pathOut, copyPath, copyValue, note),
     keysHelp, tree);
   if (current) focusHead(current, false);
-  return { element, tree, search: find, fold: (path, folded) => setFolded(heads.find((h) => info.get(h).path === path), folded) };
+  return { element, tree, search: find, fold: (path, folded) => setFolded(heads.find((hd) => info.get(hd).path === path), folded) };
 }

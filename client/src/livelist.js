@@ -9,7 +9,7 @@
 // place. Paused, nothing moves: the rows not shown yet are only counted
 // ("12 new — resume"). At most one refetch runs at a time; bursts coalesce.
 
-import { el } from './console.js';
+import { h } from './dom.js';
 
 /** Which outbox tables can change which list. */
 const TABLES = {
@@ -46,10 +46,10 @@ export function createLiveList({ kind, params, tbody, makeRow, firstPage, alive,
   let again = false;
   const shown = new WeakMap(); // row -> JSON of its item (to update changed rows only)
 
-  const pause = el('button', { type: 'button', className: 'live-toggle', 'aria-pressed': 'false', dataset: { live: 'pause' } });
-  const resume = el('button', { type: 'button', className: 'live-new', hidden: true, dataset: { live: 'resume' } });
-  const note = el('output', { className: 'live-note', 'aria-live': 'polite' });
-  const controls = el('div', { className: 'live-controls' }, pause, resume, note);
+  const pause = h('button', { type: 'button', className: 'live-toggle', 'aria-pressed': 'false', data: { live: 'pause' } });
+  const resume = h('button', { type: 'button', className: 'live-new', hidden: true, data: { live: 'resume' } });
+  const note = h('output', { className: 'live-note', 'aria-live': 'polite' });
+  const controls = h('div', { className: 'live-controls' }, pause, resume, note);
 
   function setPaused(p) {
     paused = p;

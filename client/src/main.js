@@ -2,9 +2,9 @@
 
 import { connect, wsUrl, bearerProtocols } from './ws.js';
 import { applyMergePatch } from './mergepatch.js';
-import { createView } from './view.js';
+import { createWallboard } from './wallboard.js';
 import { createConsole, parseRoute } from './console.js';
-import { createViews } from './views.js';
+import { createPages } from './pages.js';
 import { createSignin } from './signin.js';
 
 const WINDOWS = ['1m', '5m', '1h', '24h'];
@@ -33,7 +33,7 @@ const store = {
 };
 
 // ---- rendering: at most once per animation frame --------------------------
-const render = createView(document);
+const render = createWallboard(document);
 let frame = 0;
 function schedule() {
   if (!frame) frame = requestAnimationFrame(() => { frame = 0; render(state, Date.now()); });
@@ -91,7 +91,7 @@ function toast(text) {
 }
 
 function onFrame(msg) {
-  views.onFrame(msg, state); // alerts, export jobs, charts (views.js)
+  pages.onFrame(msg, state); // alerts, export jobs, charts (pages.js)
   if (Number.isSafeInteger(msg.seq) && (state.seq === null || msg.seq > state.seq)) state.seq = msg.seq;
   if (signin.onFrame(msg)) { schedule(); return; }
   switch (msg.type) {
@@ -189,11 +189,11 @@ const showConsole = createConsole({
     schedule();
   },
 });
-const views = createViews({ root: document.getElementById('views'), getToken: () => signin.token() });
-views.onFrame({ type: 'init' }, state); // views see the connection state (no REST polling while signed out)
+const pages = createPages({ root: document.getElementById('views'), getToken: () => signin.token() });
+pages.onFrame({ type: 'init' }, state); // pages see the connection state (no REST polling while signed out)
 function route() {
   const focused = document.activeElement?.id; // a filter that re-rendered its view keeps the focus
-  const isView = views.route(currentRoute); // #/sources, #/trends, #/alerts, #/exports
+  const isView = pages.route(currentRoute); // #/sources, #/trends, #/alerts, #/exports
   const isConsole = isView || (currentRoute.route.length > 0 && showConsole(currentRoute));
   if (focused && document.activeElement === document.body) document.getElementById(focused)?.focus();
   wall.hidden = isConsole;

@@ -10,7 +10,8 @@
 // decoded ones.
 
 import { DASH, fmtClock, fmtUtc } from './format.js';
-import { el } from './console.js';
+import { h } from './dom.js';
+import { authFetch } from './rest.js';
 
 const WARN_MS = 5 * 60_000; // "expires soon" below this
 const AUTH_TIMEOUT_MS = 8000;
@@ -95,29 +96,29 @@ export function createSignin({ doc, button, storageKey, socket, onChange, notify
   };
 
   // ---- the dialog -----------------------------------------------------------
-  const current = el('div', { className: 'signin-current', id: 'signin-current' });
-  const input = el('textarea', {
+  const current = h('div', { className: 'signin-current', id: 'signin-current' });
+  const input = h('textarea', {
     id: 'signin-token', rows: 4, autocomplete: 'off', spellcheck: false,
     placeholder: 'eyJhbGciOi…', 'aria-describedby': 'signin-help signin-error',
   });
-  const error = el('p', { id: 'signin-error', className: 'signin-error', role: 'alert' });
-  const submit = el('button', { type: 'submit', className: 'primary' }, 'Sign in');
-  const signOut = el('button', { type: 'button', id: 'signout' }, 'Sign out');
-  const close = el('button', { type: 'button', className: 'close' }, 'Close');
-  const form = el('form', { className: 'signin-form' },
-    el('h2', { id: 'signin-h' }, 'Sign in'),
+  const error = h('p', { id: 'signin-error', className: 'signin-error', role: 'alert' });
+  const submit = h('button', { type: 'submit', className: 'primary' }, 'Sign in');
+  const signOut = h('button', { type: 'button', id: 'signout' }, 'Sign out');
+  const close = h('button', { type: 'button', className: 'close' }, 'Close');
+  const form = h('form', { className: 'signin-form' },
+    h('h2', { id: 'signin-h' }, 'Sign in'),
     current,
-    el('label', { htmlFor: 'signin-token' }, 'Access token (JWT)'),
+    h('label', { htmlFor: 'signin-token' }, 'Access token (JWT)'),
     input,
-    el('p', { id: 'signin-help', className: 'hint' },
+    h('p', { id: 'signin-help', className: 'hint' },
       'Paste a token (or a link carrying one). It is checked with the server first; the live stream keeps its connection.'),
     error,
-    el('div', { className: 'actions' }, submit, signOut, close));
-  const dialog = el('dialog', { id: 'signin', className: 'signin', 'aria-labelledby': 'signin-h' }, form);
+    h('div', { className: 'actions' }, submit, signOut, close));
+  const dialog = h('dialog', { id: 'signin', className: 'signin', 'aria-labelledby': 'signin-h' }, form);
   doc.body.append(dialog);
 
-  const name = el('span', { className: 'who-name' });
-  const rest = el('span', { className: 'who-left' });
+  const name = h('span', { className: 'who-name' });
+  const rest = h('span', { className: 'who-left' });
   button.replaceChildren(name, rest);
 
   function open() {
@@ -161,15 +162,15 @@ export function createSignin({ doc, button, storageKey, socket, onChange, notify
     if (id) {
       const left = id.exp === null ? null : id.exp - now;
       const expires = id.exp === null ? DASH
-        : el('time', { dateTime: new Date(id.exp).toISOString(), title: fmtUtc(id.exp) }, `${new Date(id.exp).toLocaleString()}`);
+        : h('time', { dateTime: new Date(id.exp).toISOString(), title: fmtUtc(id.exp) }, `${new Date(id.exp).toLocaleString()}`);
       rows.push(['Signed in as', id.sub || DASH, 'sub'], ['Role', id.role || DASH, 'role'],
         ['Sources', id.sources ? id.sources.join(', ') : 'all', 'sources'],
         ['Expires', expires, 'expires'],
         ['Remaining', left === null ? 'no expiry' : left > 0 ? fmtLeft(left) : 'expired', 'remaining']);
     }
     const kv = rows.length
-      ? el('dl', { className: 'kv' }, ...rows.flatMap(([k, v, f]) => [el('dt', {}, k), el('dd', { dataset: { field: f } }, v)]))
-      : el('p', { className: 'empty' }, 'Not signed in.');
+      ? h('dl', { className: 'kv' }, ...rows.flatMap(([k, v, f]) => [h('dt', {}, k), h('dd', { data: { field: f } }, v)]))
+      : h('p', { className: 'empty' }, 'Not signed in.');
     const left = id?.exp != null ? id.exp - now : Infinity;
     current.dataset.tone = left <= 0 ? 'bad' : left < WARN_MS ? 'warn' : '';
     current.replaceChildren(kv);
@@ -205,7 +206,7 @@ export function createSignin({ doc, button, storageKey, socket, onChange, notify
   async function restCheck(t) {
     let r;
     try {
-      r = await fetch('/api/kpis?window=1m', { headers: { authorization: `Bearer ${t}` } });
+      r = await authFetch(t, '/api/kpis?window=1m');
     } catch {
       return 'The server cannot be reached; nothing was changed.';
     }

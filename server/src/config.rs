@@ -144,6 +144,10 @@ pub struct ServerOptions {
     /// Use the embedded default rules when no `--alerts` file is given (set by `demo`).
     #[arg(skip)]
     pub default_alerts: bool,
+    /// At most this many sources get their own series on `/metrics` (by name;
+    /// the totals count every source). Bounds the label cardinality.
+    #[arg(long, env = "INGESTWATCH_METRICS_MAX_SOURCES", default_value_t = 1_000)]
+    pub metrics_max_sources: usize,
     /// Authentication and limits.
     #[command(flatten)]
     pub auth: AuthOptions,

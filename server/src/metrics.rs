@@ -56,16 +56,16 @@ pub struct Metrics {
     pub alerts_pending: Gauge,
     /// 1 while this replica is the alerts leader.
     pub alerts_leader: Gauge,
-    /// Replay lag of the read replica at the last check, in milliseconds.
-    pub replica_lag_ms: Gauge,
+    /// Replay lag of the read replica at the last check, in seconds.
+    pub replica_lag_seconds: Gauge<f64, AtomicU64>,
     /// 1 while heavy reads go to the read replica (0: to the primary).
     pub replica_healthy: Gauge,
     /// Alert transitions recorded by this replica (as leader).
     pub alert_transitions: Counter,
     /// Evaluation ticks run by this replica (as leader).
     pub alert_evaluations: Counter,
-    /// Duration of the last evaluation tick, in microseconds.
-    pub alert_evaluation_us: Gauge,
+    /// Duration of the last evaluation tick, in seconds.
+    pub alert_evaluation_seconds: Gauge<f64, AtomicU64>,
     /// Webhook deliveries that succeeded (2xx).
     pub webhook_deliveries: Counter,
     /// Webhook attempts that failed (error, timeout, non-2xx).
@@ -191,10 +191,10 @@ impl Default for Metrics {
                 "1 while this replica is the alerts leader",
                 Gauge::default()
             ),
-            replica_lag_ms: reg!(
-                "replica_lag_ms",
-                "Replay lag of the read replica at the last check, in milliseconds",
-                Gauge::default()
+            replica_lag_seconds: reg!(
+                "replica_lag_seconds",
+                "Replay lag of the read replica at the last check in seconds",
+                Gauge::<f64, AtomicU64>::default()
             ),
             replica_healthy: reg!(
                 "replica_healthy",
@@ -211,10 +211,10 @@ impl Default for Metrics {
                 "Alert evaluation ticks (as leader)",
                 Counter::default()
             ),
-            alert_evaluation_us: reg!(
-                "alert_evaluation_us",
-                "Duration of the last alert evaluation tick in microseconds",
-                Gauge::default()
+            alert_evaluation_seconds: reg!(
+                "alert_evaluation_seconds",
+                "Duration of the last alert evaluation tick in seconds",
+                Gauge::<f64, AtomicU64>::default()
             ),
             webhook_deliveries: reg!(
                 "webhook_deliveries",

@@ -131,10 +131,15 @@ impl TestDb {
             .await
             .expect("migrations");
         let reader = with_db(&admin, &name, Some("ingestwatch_reader"));
-        let reader_url = match ingestwatch::db::connect(&reader).await {
-            Ok(_) => reader,
-            Err(_) => url.clone(), // a cluster without trust auth for the reader role
-        };
+        // The suite exercises the server as the read-only role it runs as in
+        // production: a cluster where that role cannot log in fails loudly.
+        if let Err(e) = ingestwatch::db::connect(&reader).await {
+            panic!(
+                "the reader role ingestwatch_reader cannot log in to {name} ({e}); \
+                 the tests need a PostgreSQL that lets it in (trust auth for local roles)"
+            );
+        }
+        let reader_url = reader;
         TestDb {
             name,
             url,
@@ -640,7 +645,7 @@ impl TestServer {
             .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
+            .unwrap_or_else(|| panic!("metric {name} is not on /metrics"))
     }
 
     pub async fn ws(&self) -> Ws {

@@ -430,8 +430,8 @@ async fn evaluator(
         }
         st.metrics.alert_evaluations.inc();
         st.metrics
-            .alert_evaluation_us
-            .set(started.elapsed().as_micros() as i64);
+            .alert_evaluation_seconds
+            .set(started.elapsed().as_secs_f64());
         if changes.is_empty() {
             continue;
         }

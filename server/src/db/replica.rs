@@ -6,8 +6,9 @@
 //! A watcher task asks the replica for its replay lag every
 //! [`CHECK_EVERY`]. While the replica is unreachable or lags by more than
 //! `--replica-max-lag-ms`, heavy reads go to the primary; each switch is
-//! logged once. `/readyz` and the `ingestwatch_replica_*` metrics show the
-//! state.
+//! logged once. `/readyz` (`lag_ms`) and the metrics
+//! `ingestwatch_replica_lag_seconds` and `ingestwatch_replica_healthy` show
+//! the state.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
@@ -91,7 +92,7 @@ impl Replica {
             Ok(Ok((lag, standby))) => {
                 self.lag_ms.store(lag, Ordering::Release);
                 self.standby.store(standby, Ordering::Release);
-                metrics.replica_lag_ms.set(lag);
+                metrics.replica_lag_seconds.set(lag as f64 / 1000.0);
                 if lag <= self.max_lag_ms {
                     Ok(())
                 } else {

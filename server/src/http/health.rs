@@ -65,8 +65,71 @@ pub async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            "text/plain; version=0.0.4; charset=utf-8",
         )],
-        st.metrics.render(),
+        text_format(&with_ingestion(st.metrics.render(), &st)),
     )
+}
+
+/// The Prometheus text format (0.0.4) of an OpenMetrics exposition: what
+/// every Prometheus version and `promtool check metrics` read. Counter
+/// families are named with their `_total` samples, `# UNIT` and `# EOF`
+/// lines go.
+fn text_format(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some((prefix, rest)) => {
+                let name = rest.split(' ').next().unwrap_or_default();
+                if counters.contains(name) {
+                    out.push_str(prefix);
+                    out.push_str(name);
+                    out.push_str("_total");
+                    out.push_str(&rest[name.len()..]);
+                } else {
+                    out.push_str(line);
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The server's own metrics with the ingestion figures
+/// ([`super::exposition`]) inserted before the OpenMetrics `# EOF`.
+fn with_ingestion(mut own: String, st: &AppState) -> String {
+    let now = chrono::Utc::now();
+    let windows = st.live.all_kpis(now.timestamp_millis(), None);
+    let sources = st.live.sources();
+    let alerts: Vec<serde_json::Value> = st
+        .alerts
+        .view
+        .active(None)
+        .0
+        .iter()
+        .filter_map(|a| serde_json::to_value(a).ok())
+        .collect();
+    let ingestion = super::exposition::render(&super::exposition::Inputs {
+        windows: &windows,
+        sources: &sources,
+        alerts: &alerts,
+        max_sources: st.options.metrics_max_sources,
+        now,
+    });
+    let at = own.rfind("# EOF").unwrap_or(own.len());
+    own.insert_str(at, &ingestion);
+    own
 }

@@ -7,6 +7,7 @@ pub mod assets;
 pub mod asyncapi;
 pub mod drill;
 pub mod export;
+pub mod exposition;
 pub mod health;
 pub mod lists;
 pub mod openapi;

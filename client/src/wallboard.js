@@ -1,7 +1,9 @@
-// DOM rendering. `kpiValues`, `fmtKpi`, `tone` and `connStatus` are pure;
-// `createView(document)` returns `render(state, now)`, which brings the static
-// skeleton of index.html up to date with `state` (idempotent, touches only
-// what changed).
+// The wallboard's core rendering: header pill, KPI tiles, per-source table
+// and event feed (the static skeleton of index.html). `kpiValues`, `fmtKpi`,
+// `tone` and `connStatus` are pure; `createWallboard(document)` returns
+// `render(state, now)`, which brings that skeleton up to date with `state`
+// (idempotent, touches only what changed). The wallboard's other panels
+// (alerts banner, charts, health) and the other pages live in pages.js.
 
 import { DASH, isNum, fmtCount, fmtFull, fmtPercent, fmtDuration, fmtAgo, fmtClock, fmtDay, fmtUtc, parseTime } from './format.js';
 
@@ -90,7 +92,7 @@ function cell(doc, tag, cls) {
   return el;
 }
 
-export function createView(doc = document) {
+export function createWallboard(doc = document) {
   const $ = (sel) => doc.querySelector(sel);
   const app = $('#app');
   const pill = $('#status');

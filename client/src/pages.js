@@ -1,8 +1,8 @@
-// The views added to the wallboard and the console: on the wallboard the
-// active-alerts banner, the last-hour charts and the source health grid; the
-// routes `#/sources`, `#/trends`, `#/alerts` and `#/exports`. main.js hands
-// over every WebSocket frame (`onFrame`) and every route change (`route`);
-// this module keeps the alerts, export jobs and sources and re-renders what
+// The pages beside the ops console and the wallboard's live panels: on the
+// wallboard the active-alerts banner, the last-hour charts and the source
+// health grid; the routes `#/sources`, `#/trends`, `#/alerts` and
+// `#/exports`. main.js hands over every WebSocket frame (`onFrame`) and every
+// route change (`route`); this module keeps the alerts, export jobs and sources and re-renders what
 // is visible at most once per animation frame (and every second, for ages).
 
 import { createRest } from './rest.js';
@@ -27,7 +27,7 @@ function saveLastList(kind, params) {
   return { kind, params: p };
 }
 
-export function createViews({ root, getToken, onAuthError }) {
+export function createPages({ root, getToken, onAuthError }) {
   const $ = (id) => document.getElementById(id);
   const banner = $('alert-banner');
   const badge = $('alert-count');
@@ -103,7 +103,7 @@ export function createViews({ root, getToken, onAuthError }) {
     } else if (name === 'alerts') {
       mine.view = renderAlertsView(root, { rest, store: alerts, params, navigate });
     } else if (name === 'exports') {
-      mine.view = renderExportsView(root, { store: exportsStore, params, lastList, getToken });
+      mine.view = renderExportsView(root, { rest, store: exportsStore, params, lastList });
     } else if (name === 'trends') {
       const { renderTrendsView } = await import('./trends.js');
       if (current !== mine) return;
