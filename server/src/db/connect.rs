@@ -166,6 +166,38 @@ pub fn explain(err: &tokio_postgres::Error, cfg: &Config, settings: &TlsSettings
     format!("{addr}: {line}")
 }
 
+/// An error as one line (its causes joined by `: `), with a hint for the
+/// database errors a newcomer meets: missing privileges and a read-only
+/// standby.
+pub fn one_line(err: &anyhow::Error) -> String {
+    use tokio_postgres::error::SqlState;
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    let db = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<tokio_postgres::Error>())
+        .and_then(|e| e.as_db_error());
+    if let Some(db) = db {
+        if *db.code() == SqlState::INSUFFICIENT_PRIVILEGE {
+            line.push_str(
+                " — this role lacks the privilege: run `ingestwatch migrate` as the database owner \
+                 (Supabase: the postgres role on the direct connection) and `serve` as ingestwatch_reader",
+            );
+        } else if *db.code() == SqlState::READ_ONLY_SQL_TRANSACTION {
+            line.push_str(" — the URL reaches a read-only standby: point it at the primary");
+        }
+    }
+    line
+}
+
 fn explain_tls(err: &rustls::Error, addr: &str, settings: &TlsSettings) -> String {
     use rustls::CertificateError as C;
     let ca = match &settings.root_cert {

@@ -77,7 +77,10 @@ pub async fn check(
         let row = first_row(
             &client,
             "select pg_is_in_recovery()::text, current_user::text,
-                    (to_regclass('monitor.events') is not null)::text",
+                    exists (select from pg_class c join pg_namespace n on n.oid = c.relnamespace
+                             where n.nspname = 'monitor' and c.relname = 'events')::text,
+                    coalesce((select has_schema_privilege(oid, 'usage') from pg_namespace
+                               where nspname = 'monitor'), false)::text",
         )
         .await
         .map_err(|e| anyhow!("{direct}: the self-check query failed: {e}"))?;
@@ -90,8 +93,14 @@ pub async fn check(
         }
         if row[2] != "true" {
             bail!(
-                "{direct}: the database has no monitor.events (or role \"{user}\" cannot see it): \
-                 run `ingestwatch migrate` against it first, as the database owner"
+                "{direct}: the database has no monitor.events: run `ingestwatch migrate` against it \
+                 first, as the database owner"
+            );
+        }
+        if row[3] != "true" {
+            bail!(
+                "{direct}: role \"{user}\" lacks usage on schema monitor: connect as ingestwatch_reader \
+                 (whose grants `ingestwatch migrate` sets up), or grant it"
             );
         }
         let grants = first_row(
