@@ -4,10 +4,13 @@ FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY server ./server
+COPY cli ./cli
+COPY tools ./tools
+COPY tests/Cargo.toml ./tests/Cargo.toml
 COPY client ./client
 COPY sql ./sql
 COPY docs/asyncapi.json ./docs/asyncapi.json
-RUN cargo build --release --locked --bin ingestwatch
+RUN cargo build --release --locked -p ingestwatch --bin ingestwatch
 
 # Run: a small Debian base, non-root, PostgreSQL binaries only for `demo`.
 FROM debian:bookworm-slim
@@ -19,6 +22,6 @@ COPY --from=build /src/target/release/ingestwatch /usr/local/bin/ingestwatch
 USER 10001
 ENV INGESTWATCH_LISTEN=0.0.0.0:8080
 EXPOSE 8080
-HEALTHCHECK --interval=10s --timeout=3s CMD ["ingestwatch", "--version"]
+HEALTHCHECK --interval=10s --timeout=5s CMD ["ingestwatch", "probe", "--url", "http://127.0.0.1:8080/readyz"]
 ENTRYPOINT ["ingestwatch"]
 CMD ["serve"]

@@ -35,8 +35,8 @@ fi
 step "npm ci (client/tests)"
 (cd client/tests && npm ci --no-audit --no-fund --loglevel=error)
 
-step "cargo build --bin ingestwatch"
-cargo build --quiet --bin ingestwatch
+step "cargo build -p ingestwatch --bin ingestwatch"
+cargo build --quiet -p ingestwatch --bin ingestwatch
 
 step "node --test (client/tests)"
 log=$(mktemp)

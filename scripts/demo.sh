@@ -9,5 +9,5 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
   echo "installing PostgreSQL server binaries (Debian package postgresql)…"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
 fi
-cargo build --release --quiet --bin ingestwatch
+cargo build --release --quiet -p ingestwatch --bin ingestwatch
 exec target/release/ingestwatch demo "$@"

@@ -41,10 +41,10 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy"
-cargo clippy --all-targets --quiet -- -D warnings
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 step "cargo test"
-cargo test --quiet --no-fail-fast 2>&1 | tee /tmp/ingestwatch-cargo-test.log
+cargo test --workspace --quiet --no-fail-fast 2>&1 | tee /tmp/ingestwatch-cargo-test.log
 
 step "hadolint Dockerfile"
 scripts/hadolint.sh Dockerfile

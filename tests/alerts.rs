@@ -373,7 +373,9 @@ hysteresis = 0.5
     )
     .await;
     // A listener that sits in a transaction holds the queue's tail back.
-    let stuck = ingestwatch::db::connect(&db.url).await.expect("stuck");
+    let stuck = ingestwatch_server::db::connect(&db.url)
+        .await
+        .expect("stuck");
     stuck
         .batch_execute("listen iw_test_stuck")
         .await
@@ -382,7 +384,9 @@ hysteresis = 0.5
         .batch_execute("begin; select 1")
         .await
         .expect("stuck listener");
-    let writer = ingestwatch::db::connect(&db.url).await.expect("writer");
+    let writer = ingestwatch_server::db::connect(&db.url)
+        .await
+        .expect("writer");
     writer
         .batch_execute("select pg_notify('iw_test_fill', repeat('x', 7900) || g) from generate_series(1, 300) g")
         .await
@@ -708,7 +712,7 @@ async fn a_removed_rule_ends_its_alerts_on_the_next_leadership() {
 async fn the_reader_may_write_the_alert_tables_only_in_read_write_transactions() {
     let db = TestDb::new().await;
     let src = db.source("crm").await;
-    let reader = ingestwatch::db::connect(&db.reader_url)
+    let reader = ingestwatch_server::db::connect(&db.reader_url)
         .await
         .expect("reader");
     let insert = "insert into monitor.alert_transitions (rule, instance, condition, from_state, to_state,
@@ -748,7 +752,7 @@ async fn a_malformed_rules_file_fails_start_up_fast_naming_the_line() {
         .await
         .expect("bind");
     let t0 = Instant::now();
-    let err = ingestwatch::server::run(
+    let err = ingestwatch_server::server::run(
         listener,
         "postgres://nobody@127.0.0.1:1/none",
         o,
@@ -765,8 +769,9 @@ async fn a_malformed_rules_file_fails_start_up_fast_naming_the_line() {
     let bad = rules_file(
         "[settings]\ninterval = \"1s\"\n\n[[rules]]\nname = \"x\"\ncondition = \"backlog\"\nabove = 5\nfor = \"soon\"\n",
     );
+    let bin = common::bin::ingestwatch(); // built before the clock starts
     let t0 = Instant::now();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ingestwatch"))
+    let out = tokio::process::Command::new(bin)
         .args([
             "serve",
             "--auth-disabled",

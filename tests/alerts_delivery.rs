@@ -351,7 +351,7 @@ async fn a_leader_whose_session_is_killed_hands_over() {
         .query(
             "select pg_terminate_backend(pid)::int from pg_stat_activity
               where application_name = $1 and datname = current_database()",
-            &[&ingestwatch::alerts::APPLICATION_NAME],
+            &[&ingestwatch_server::alerts::APPLICATION_NAME],
         )
         .await
         .expect("terminate")

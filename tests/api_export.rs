@@ -526,7 +526,7 @@ async fn export_job_runs_reports_progress_downloads_and_is_removed() {
         .collect();
     assert_eq!(ids, [id.as_str()]);
     assert_eq!(mine["items"][0]["status"], "finished");
-    let other = ingestwatch::auth::mint(&ingestwatch::config::TokenArgs {
+    let other = ingestwatch_server::auth::mint(&ingestwatch_server::config::TokenClaims {
         jwt_secret: SECRET.into(),
         role: "operator".into(),
         ttl: "5m".into(),
@@ -635,7 +635,9 @@ async fn export_jobs_can_be_cancelled_and_fail_cleanly() {
     let server = TestServer::start(&db).await;
     let mut ws = subscribe_exports(&server).await;
     // Hold a lock the job's reads must wait for (the pool's lock_timeout is 2 s).
-    let locker = ingestwatch::db::connect(&db.url).await.expect("locker");
+    let locker = ingestwatch_server::db::connect(&db.url)
+        .await
+        .expect("locker");
     locker
         .batch_execute("begin; lock table ingest.raw_records in access exclusive mode")
         .await

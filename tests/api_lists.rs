@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use common::*;
-use ingestwatch::auth::{Principal, Role};
-use ingestwatch::http::params::{ApiQuery, NoParams};
+use ingestwatch_server::auth::{Principal, Role};
+use ingestwatch_server::http::params::{ApiQuery, NoParams};
 use serde_json::{json, Value};
 
 /// What [`seed`] wrote.
@@ -894,10 +894,10 @@ fn principal(role: Role, sources: Option<&[&str]>) -> Principal {
 /// runs and records (404), and viewers get no payloads and no exports.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scopes_and_roles_apply_to_lists_drill_downs_and_exports() {
-    use ingestwatch::http::lists::{errors, records, runs, sources};
+    use ingestwatch_server::http::lists::{errors, records, runs, sources};
     let db = TestDb::new().await;
     let s = seed(&db).await;
-    let st = ingestwatch::server::state(
+    let st = ingestwatch_server::server::state(
         &db.reader_url,
         options(),
         tokio_util::sync::CancellationToken::new(),
@@ -934,7 +934,7 @@ async fn scopes_and_roles_apply_to_lists_drill_downs_and_exports() {
         .0
         .items
         .iter()
-        .all(|i| matches!(i, ingestwatch::db::rows::Item::Record(r) if r.source != "crm")));
+        .all(|i| matches!(i, ingestwatch_server::db::rows::Item::Record(r) if r.source != "crm")));
     let page = errors::list(
         State(st.clone()),
         scoped.clone(),
@@ -981,7 +981,7 @@ async fn scopes_and_roles_apply_to_lists_drill_downs_and_exports() {
     assert!(page.0.items.is_empty());
 
     // Drill-downs: other sources are 404; viewers get no payload.
-    use ingestwatch::http::drill;
+    use ingestwatch_server::http::drill;
     let e = drill::run(
         State(st.clone()),
         scoped.clone(),
@@ -990,7 +990,10 @@ async fn scopes_and_roles_apply_to_lists_drill_downs_and_exports() {
     )
     .await
     .expect_err("crm run hidden");
-    assert!(matches!(e, ingestwatch::error::AppError::NotFound(_)));
+    assert!(matches!(
+        e,
+        ingestwatch_server::error::AppError::NotFound(_)
+    ));
     let e = drill::record(
         State(st.clone()),
         scoped.clone(),
@@ -999,7 +1002,10 @@ async fn scopes_and_roles_apply_to_lists_drill_downs_and_exports() {
     )
     .await
     .expect_err("crm record hidden");
-    assert!(matches!(e, ingestwatch::error::AppError::NotFound(_)));
+    assert!(matches!(
+        e,
+        ingestwatch_server::error::AppError::NotFound(_)
+    ));
     let ok = drill::run(
         State(st.clone()),
         scoped.clone(),
@@ -1033,7 +1039,7 @@ async fn scopes_and_roles_apply_to_lists_drill_downs_and_exports() {
     assert!(detail.0.payload_text.is_some() && !detail.0.payload_redacted);
 
     // Exports need the operator role.
-    use ingestwatch::http::export;
+    use ingestwatch_server::http::export;
     let e = export::csv(
         State(st.clone()),
         viewer.clone(),
@@ -1042,12 +1048,15 @@ async fn scopes_and_roles_apply_to_lists_drill_downs_and_exports() {
     )
     .await
     .expect_err("viewer export");
-    assert!(matches!(e, ingestwatch::error::AppError::Forbidden(_)));
+    assert!(matches!(
+        e,
+        ingestwatch_server::error::AppError::Forbidden(_)
+    ));
     let e = export::start(
         State(st.clone()),
         viewer,
         ApiQuery(NoParams {}),
-        ingestwatch::http::params::ApiJson(export::StartExport {
+        ingestwatch_server::http::params::ApiJson(export::StartExport {
             kind: "runs".into(),
             filters: Default::default(),
             include_payload: false,
@@ -1055,5 +1064,8 @@ async fn scopes_and_roles_apply_to_lists_drill_downs_and_exports() {
     )
     .await
     .expect_err("viewer job");
-    assert!(matches!(e, ingestwatch::error::AppError::Forbidden(_)));
+    assert!(matches!(
+        e,
+        ingestwatch_server::error::AppError::Forbidden(_)
+    ));
 }

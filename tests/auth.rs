@@ -459,13 +459,13 @@ fn serve_refuses_to_start_without_keys_and_disabled_auth_off_loopback() {
     o.auth.jwt_secret = None;
     let loopback: std::net::SocketAddr = "127.0.0.1:8080".parse().expect("addr");
     let public: std::net::SocketAddr = "0.0.0.0:8080".parse().expect("addr");
-    assert!(ingestwatch::auth::Auth::from_options(&o.auth, loopback).is_err());
+    assert!(ingestwatch_server::auth::Auth::from_options(&o.auth, loopback).is_err());
     o.auth.auth_disabled = true;
-    assert!(ingestwatch::auth::Auth::from_options(&o.auth, loopback).is_ok());
-    assert!(ingestwatch::auth::Auth::from_options(&o.auth, public).is_err());
+    assert!(ingestwatch_server::auth::Auth::from_options(&o.auth, loopback).is_ok());
+    assert!(ingestwatch_server::auth::Auth::from_options(&o.auth, public).is_err());
     o.auth.auth_disabled = false;
     o.auth.jwt_secret = Some("short".into());
-    assert!(ingestwatch::auth::Auth::from_options(&o.auth, loopback).is_err());
+    assert!(ingestwatch_server::auth::Auth::from_options(&o.auth, loopback).is_err());
 }
 
 /// A Python with PyJWT (and cryptography), in a project-local virtualenv made on first use.

@@ -20,12 +20,14 @@ async fn writes(p: &Pipeline, src: i64, n: i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_restart_mid_stream_loses_and_duplicates_nothing() {
-    let cluster = ingestwatch::demo::pgtemp::TempCluster::start()
+    let cluster = ingestwatch_sim::pgtemp::TempCluster::start()
         .await
         .expect("throwaway cluster");
     let owner = cluster.admin_url();
-    let mut c = ingestwatch::db::connect(&owner).await.expect("connect");
-    ingestwatch::db::migrate::run(&mut c)
+    let mut c = ingestwatch_server::db::connect(&owner)
+        .await
+        .expect("connect");
+    ingestwatch_server::db::migrate::run(&mut c)
         .await
         .expect("migrate");
     let src: i64 = c
@@ -44,17 +46,23 @@ async fn a_postgres_restart_mid_stream_loses_and_duplicates_nothing() {
         .await;
 
     let p = Pipeline {
-        client: ingestwatch::db::connect(&owner).await.expect("pipeline"),
+        client: ingestwatch_server::db::connect(&owner)
+            .await
+            .expect("pipeline"),
     };
     writes(&p, src, 20).await;
     cluster.restart().await.expect("restart PostgreSQL");
     // New connections after the restart; the listener reconnects on its own.
     let p = Pipeline {
-        client: ingestwatch::db::connect(&owner).await.expect("pipeline"),
+        client: ingestwatch_server::db::connect(&owner)
+            .await
+            .expect("pipeline"),
     };
     writes(&p, src, 20).await;
 
-    let c = ingestwatch::db::connect(&owner).await.expect("connect");
+    let c = ingestwatch_server::db::connect(&owner)
+        .await
+        .expect("connect");
     let all: Vec<i64> = c
         .query("select seq from monitor.events order by seq", &[])
         .await
@@ -109,7 +117,9 @@ async fn a_hundred_listener_kills_under_load() {
             i
         })
     };
-    let killer = ingestwatch::db::connect(&db.url).await.expect("killer");
+    let killer = ingestwatch_server::db::connect(&db.url)
+        .await
+        .expect("killer");
     let mut killed = std::collections::HashSet::new();
     while killed.len() < 100 {
         let pids = kill_listener(&killer).await;

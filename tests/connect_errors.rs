@@ -3,6 +3,8 @@
 //! `ingestwatch migrate` and `ingestwatch serve` stop with exit code 1 and
 //! ONE line on stderr naming the setting to change, never a backtrace.
 
+#[path = "common/bin.rs"]
+mod bin;
 #[path = "common/tlspg.rs"]
 mod tlspg;
 
@@ -13,7 +15,7 @@ use tlspg::SslCluster;
 /// Runs the binary; returns its exit code and its stderr's one line
 /// (asserting there is exactly one and no backtrace).
 async fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ingestwatch"));
+    let mut cmd = tokio::process::Command::new(bin::ingestwatch());
     cmd.args(args)
         .env_remove("DATABASE_URL")
         .env_remove("LISTEN_DATABASE_URL")
@@ -47,7 +49,7 @@ fn closed_port() -> u16 {
 async fn migrate_and_serve_explain_connection_problems_in_one_line() {
     let pg = SslCluster::start().await;
     let port = pg.cluster.port();
-    let admin = ingestwatch::db::connect(&pg.verified_url("postgres"))
+    let admin = ingestwatch_server::db::connect(&pg.verified_url("postgres"))
         .await
         .expect("admin");
     // A role that must give its password, and one without any grant.
@@ -73,10 +75,10 @@ async fn migrate_and_serve_explain_connection_problems_in_one_line() {
         .batch_execute("select pg_reload_conf()")
         .await
         .expect("reload");
-    let mut c = ingestwatch::db::connect(&pg.verified_url("iw_err"))
+    let mut c = ingestwatch_server::db::connect(&pg.verified_url("iw_err"))
         .await
         .expect("db");
-    ingestwatch::db::migrate::run(&mut c)
+    ingestwatch_server::db::migrate::run(&mut c)
         .await
         .expect("migrate");
 

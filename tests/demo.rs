@@ -1,14 +1,18 @@
 //! The README demo command serves live figures within 30 s: the real binary,
 //! a throwaway PostgreSQL from the installed binaries, the simulator.
 
+#[path = "common/bin.rs"]
+mod bin;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[test]
 fn f_demo_serves_live_figures_within_30_seconds() {
+    let bin = bin::ingestwatch();
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ingestwatch"))
+    let mut child = Command::new(bin)
         .args([
             "demo",
             "--listen",

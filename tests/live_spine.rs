@@ -109,7 +109,9 @@ async fn b_killing_the_listener_backend_loses_and_duplicates_nothing() {
             }
         })
     };
-    let killer = ingestwatch::db::connect(&db.url).await.expect("killer");
+    let killer = ingestwatch_server::db::connect(&db.url)
+        .await
+        .expect("killer");
     let mut killed = std::collections::HashSet::new();
     while !writer.is_finished() {
         let pids = kill_listener(&killer).await;
@@ -218,7 +220,9 @@ async fn d_a_client_that_never_reads_does_not_delay_others_and_is_bounded() {
         .await
         .expect("subscribed");
 
-    let writer = ingestwatch::db::connect(&db.url).await.expect("writer");
+    let writer = ingestwatch_server::db::connect(&db.url)
+        .await
+        .expect("writer");
     let mut longest_queue = 0.0f64;
     for round in 0..5 {
         let t0 = std::time::Instant::now();

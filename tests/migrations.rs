@@ -9,7 +9,7 @@ use serde_json::Value;
 #[tokio::test]
 async fn rerunning_migrations_is_a_no_op() {
     let mut db = TestDb::new().await;
-    let applied = ingestwatch::db::migrate::run(&mut db.client)
+    let applied = ingestwatch_server::db::migrate::run(&mut db.client)
         .await
         .expect("rerun");
     assert!(applied.is_empty(), "{applied:?}");
@@ -78,7 +78,7 @@ async fn one_event_per_statement_not_per_row() {
 async fn the_reader_role_cannot_write() {
     let db = TestDb::new().await;
     let src = db.source("crm").await;
-    let reader = ingestwatch::db::connect(&db.reader_url)
+    let reader = ingestwatch_server::db::connect(&db.reader_url)
         .await
         .expect("reader");
     for sql in [

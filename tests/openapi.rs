@@ -10,8 +10,11 @@ use common::*;
 
 /// `(method, path)` of every `.route(...)` in http/mod.rs, read from the source.
 fn router_routes() -> BTreeSet<(String, String)> {
-    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/http/mod.rs"))
-        .expect("http/mod.rs");
+    let src = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../server/src/http/mod.rs"
+    ))
+    .expect("http/mod.rs");
     let flat: String = src.split_whitespace().collect::<Vec<_>>().join(" ");
     let mut out = BTreeSet::new();
     for part in flat.split(".route(").skip(1) {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bouncer::Bouncer;
 use common::*;
-use ingestwatch::db::PoolerMode;
+use ingestwatch_server::db::PoolerMode;
 
 const T: Duration = Duration::from_secs(30);
 
@@ -116,7 +116,7 @@ async fn listen_through_a_transaction_pooler_is_refused_at_start_up() {
         .expect("bind");
     let err = tokio::time::timeout(
         T,
-        ingestwatch::server::run(listener, &pooled, opts, Default::default()),
+        ingestwatch_server::server::run(listener, &pooled, opts, Default::default()),
     )
     .await
     .expect("start-up did not stop")
@@ -128,7 +128,7 @@ async fn listen_through_a_transaction_pooler_is_refused_at_start_up() {
     );
 
     // The binary: DATABASE_URL through the pooler and no LISTEN URL.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ingestwatch"))
+    let out = tokio::process::Command::new(common::bin::ingestwatch())
         .args(["serve", "--listen", "127.0.0.1:0", "--auth-disabled"])
         .env("DATABASE_URL", &pooled)
         .env("INGESTWATCH_POOLER_MODE", "transaction")

@@ -105,7 +105,7 @@ async fn heavy_reads_go_to_the_replica_live_figures_stay_on_the_primary_and_a_lo
         .batch_execute("select 1")
         .await
         .expect("replica alive");
-    let admin = ingestwatch::db::connect(&admin_url()).await.expect("admin");
+    let admin = ingestwatch_server::db::connect(&admin_url()).await.expect("admin");
     admin
         .batch_execute(&format!("drop database {} with (force)", replica.name))
         .await
@@ -256,9 +256,9 @@ impl Drop for Standby {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streaming_standby_serves_heavy_reads_until_it_lags_and_is_refused_as_the_primary() {
-    use ingestwatch::demo::pgtemp::TempCluster;
+    use ingestwatch_sim::pgtemp::TempCluster;
     let primary = TempCluster::start().await.expect("primary");
-    let admin = ingestwatch::db::connect(&primary.admin_url())
+    let admin = ingestwatch_server::db::connect(&primary.admin_url())
         .await
         .expect("admin");
     admin
@@ -266,12 +266,12 @@ async fn a_streaming_standby_serves_heavy_reads_until_it_lags_and_is_refused_as_
         .await
         .expect("db");
     let owner_url = primary.url_for("iw_rep");
-    let mut owner = ingestwatch::db::connect(&owner_url).await.expect("owner");
-    ingestwatch::db::migrate::run(&mut owner)
+    let mut owner = ingestwatch_server::db::connect(&owner_url).await.expect("owner");
+    ingestwatch_server::db::migrate::run(&mut owner)
         .await
         .expect("migrate");
     let standby = Standby::start(primary.port());
-    let standby_admin = ingestwatch::db::connect(&standby.url("postgres", "iw_rep"))
+    let standby_admin = ingestwatch_server::db::connect(&standby.url("postgres", "iw_rep"))
         .await
         .expect("standby connection");
     let in_recovery: bool = standby_admin
@@ -364,7 +364,7 @@ async fn a_streaming_standby_serves_heavy_reads_until_it_lags_and_is_refused_as_
     server.stop().await;
 
     // The standby given as the primary: refused at start-up, in one line.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ingestwatch"))
+    let out = tokio::process::Command::new(common::bin::ingestwatch())
         .args(["serve", "--listen", "127.0.0.1:0", "--auth-disabled"])
         .env("DATABASE_URL", standby.url("ingestwatch_reader", "iw_rep"))
         .env_remove("LISTEN_DATABASE_URL")

@@ -15,8 +15,6 @@ use common::*;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ingestwatch");
-
 /// One SSE message.
 #[derive(Debug, Clone)]
 struct Msg {
@@ -306,7 +304,9 @@ async fn a_slow_sse_client_is_resynced_and_loses_nothing() {
     let head = body.head().await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
 
-    let writer = ingestwatch::db::connect(&db.url).await.expect("writer");
+    let writer = ingestwatch_server::db::connect(&db.url)
+        .await
+        .expect("writer");
     for round in 0..4 {
         writer
             .batch_execute(&format!(
@@ -369,7 +369,7 @@ impl ServerProc {
             .append(true)
             .open(std::env::temp_dir().join(format!("iw-sse-tail-{port}.log")))
             .expect("log file");
-        let child = tokio::process::Command::new(BIN)
+        let child = tokio::process::Command::new(common::bin::ingestwatch())
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .env("DATABASE_URL", &db.reader_url)
             .env("INGESTWATCH_JWT_SECRET", SECRET)
@@ -409,7 +409,7 @@ struct TailProc {
 
 impl TailProc {
     fn spawn(args: &[&str]) -> TailProc {
-        let mut child = tokio::process::Command::new(BIN)
+        let mut child = tokio::process::Command::new(common::bin::ingestwatch())
             .arg("tail")
             .args(args)
             .stdout(Stdio::piped())

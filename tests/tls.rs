@@ -17,7 +17,7 @@ const T: Duration = Duration::from_secs(30);
 
 /// Connects with `url`; `Ok(ssl)` tells whether the session is encrypted.
 async fn session_ssl(url: &str) -> Result<bool, String> {
-    let client = ingestwatch::db::connect(url)
+    let client = ingestwatch_server::db::connect(url)
         .await
         .map_err(|e| format!("{e:#}"))?;
     let row = client
@@ -102,7 +102,7 @@ async fn sslmodes_check_what_they_promise() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_server_connection_and_migrate_run_over_tls() {
     let pg = SslCluster::start().await;
-    let admin = ingestwatch::db::connect(&pg.verified_url("postgres"))
+    let admin = ingestwatch_server::db::connect(&pg.verified_url("postgres"))
         .await
         .expect("admin over TLS");
     admin
@@ -112,7 +112,7 @@ async fn every_server_connection_and_migrate_run_over_tls() {
     let url = pg.verified_url("iw_tls");
 
     // `ingestwatch migrate` over verify-full.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ingestwatch"))
+    let out = std::process::Command::new(common::bin::ingestwatch())
         .arg("migrate")
         .env("DATABASE_URL", &url)
         .output()
@@ -139,7 +139,7 @@ async fn every_server_connection_and_migrate_run_over_tls() {
     let server = TestServer::start_at(&url, opts, "127.0.0.1:0".parse().expect("addr")).await;
 
     let pipe = Pipeline {
-        client: ingestwatch::db::connect(&url).await.expect("pipeline"),
+        client: ingestwatch_server::db::connect(&url).await.expect("pipeline"),
     };
     let src: i64 = pipe
         .client
@@ -167,9 +167,9 @@ async fn every_server_connection_and_migrate_run_over_tls() {
     // Every connection kind the server opens is there, and encrypted.
     let kinds = [
         "ingestwatch",
-        ingestwatch::listen::APPLICATION_NAME,
-        ingestwatch::trends::rollup::APPLICATION_NAME,
-        ingestwatch::alerts::APPLICATION_NAME,
+        ingestwatch_server::listen::APPLICATION_NAME,
+        ingestwatch_server::trends::rollup::APPLICATION_NAME,
+        ingestwatch_server::alerts::APPLICATION_NAME,
     ];
     wait_for("all server connections over TLS", T, || async {
         let rows = admin

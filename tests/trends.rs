@@ -331,7 +331,7 @@ async fn assert_rollup_tables_match(db: &TestDb) {
     }
 }
 
-fn opts(flush_ms: u64) -> ingestwatch::config::ServerOptions {
+fn opts(flush_ms: u64) -> ingestwatch_server::config::ServerOptions {
     let mut o = options();
     o.rollup_flush_ms = flush_ms;
     o
@@ -554,12 +554,12 @@ async fn sql_lag_bins_equal_the_live_histogram_bins_and_the_role_writes_only_rol
         let (v, b): (i64, i64) = (r.get(0), r.get(1));
         assert_eq!(
             b,
-            i64::from(ingestwatch::live::histogram::bin(v as u64)),
+            i64::from(ingestwatch_server::live::histogram::bin(v as u64)),
             "bin of {v}"
         );
     }
     let src = db.source("crm").await;
-    let reader = ingestwatch::db::connect(&db.reader_url)
+    let reader = ingestwatch_server::db::connect(&db.reader_url)
         .await
         .expect("reader");
     reader

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use ingestwatch::hub::mergepatch;
+use ingestwatch_server::hub::mergepatch;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 

@@ -4,7 +4,7 @@
 // /api/alerts/history with keyset paging and filters in the URL).
 
 import { h, text, attr } from './dom.js';
-import { DASH, fmtAgo, fmtCount, fmtDuration, fmtUtc, parseTime } from './format.js';
+import { DASH, fmtAgo, fmtCount, fmtDateTime, fmtDuration, fmtUtc, parseTime } from './format.js';
 
 const SEVERITY_RANK = { critical: 0, warning: 1, info: 2 };
 const ACTIVE = new Set(['pending', 'firing']);
@@ -123,11 +123,42 @@ export function renderAlertBanner(banner, badge, store, now) {
   ].filter(Boolean));
 }
 
+/** The wallboard tile showing the figure each alert condition watches. */
+export const TILE_OF_CONDITION = {
+  lag_p95: 'lag_p95', backlog: 'backlog', reject_rate: 'rejected', error_rate: 'errors',
+  failed_runs: 'runs_failed', long_run: 'runs_running',
+};
+
+/**
+ * One story: while an alert on a tile's figure fires, the tile turns red
+ * (critical) or amber (other severities) and names the rule.
+ */
+export function markTiles(doc, list) {
+  const level = {};
+  const rules = {};
+  for (const a of list) {
+    const k = TILE_OF_CONDITION[a.condition];
+    if (a.state !== 'firing' || !k) continue;
+    if (level[k] !== 'bad') level[k] = a.severity === 'critical' ? 'bad' : 'warn';
+    (rules[k] ||= new Set()).add(a.rule);
+  }
+  for (const num of doc.querySelectorAll('.tiles [data-kpi]')) {
+    const tile = num.closest('.tile');
+    const k = num.dataset.kpi;
+    attr(tile, 'data-alert', level[k] || null);
+    let note = tile.querySelector('.tile-alert');
+    if (level[k]) {
+      if (!note) tile.append((note = h('p', { class: 'tile-alert' })));
+      text(note, `alert firing: ${[...rules[k]].join(', ')}`);
+    } else note?.remove();
+  }
+}
+
 const HISTORY_FILTERS = ['rule', 'source', 'state'];
 
 function timeCell(iso) {
   const t = parseTime(iso);
-  return t == null ? DASH : h('time', { datetime: iso, title: fmtUtc(t) }, new Date(t).toLocaleString());
+  return t == null ? DASH : h('time', { datetime: iso, title: fmtUtc(t) }, fmtDateTime(t));
 }
 
 /** `#/alerts?rule=&source=&state=`: active alerts (live) and the history. */

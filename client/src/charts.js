@@ -6,7 +6,7 @@
 // range's figures and a data table (built when opened).
 
 import { h, text } from './dom.js';
-import { DASH, fmtCount, fmtDuration, fmtUtc } from './format.js';
+import { DASH, fmtCount, fmtDateTime, fmtDuration, fmtUtc } from './format.js';
 
 let uplot = null;
 /** Loads uPlot and its stylesheet once. */
@@ -109,7 +109,7 @@ export function createChart(host, spec) {
 
   const legend = h('ul', { class: 'chart-legend' }, series.map((s) => h('li', { data: { series: s.key } },
     h('span', { class: 'swatch', data: { color: s.color.slice(2) }, 'aria-hidden': 'true' }),
-    `${s.label} `, h('b', { data: { figure: '' } }, DASH), h('small', {}, ''))));
+    `${s.label} `, h('small', { class: 'fig-kind' }, `${figureLabel} `), h('b', { data: { figure: '' } }, DASH), h('small', { class: 'fig-last' }, ''))));
   const readout = h('p', { class: 'chart-readout', 'aria-hidden': 'true' }, '\u00a0');
   const plot = h('div', { class: 'chart-plot', role: 'img', 'aria-label': `${title} chart; figures in the legend and the data table` });
   const table = h('div', { class: 'chart-table', tabIndex: 0, role: 'region', 'aria-label': `${title}: data table` });
@@ -156,7 +156,7 @@ export function createChart(host, spec) {
   function showReadout(idx) {
     if (idx == null || !data) { text(readout, '\u00a0'); return; }
     const parts = series.map((s) => `${s.label} ${fmtValue(kind, data.values[s.key]?.[idx])}`);
-    text(readout, `${fmtTick(data.t[idx], 60)}${data.step >= 86_400 ? '' : ` ${new Date(data.t[idx] * 1000).toLocaleDateString()}`} — ${parts.join(' · ')}`);
+    text(readout, `${fmtTick(data.t[idx], 60)}${data.step >= 86_400 ? '' : ` ${fmtDateTime(data.t[idx] * 1000).slice(0, 10)}`} — ${parts.join(' · ')}`);
   }
 
   function size() {
@@ -193,7 +193,7 @@ export function createChart(host, spec) {
       const b = li.querySelector('b');
       b.dataset.figure = fig == null ? '' : String(fig);
       text(b, fmtValue(kind, fig));
-      text(li.querySelector('small'), data ? ` ${figureLabel} · last ${fmtValue(kind, lastNumber(values))}` : '');
+      text(li.querySelector('.fig-last'), data ? ` · last ${fmtValue(kind, lastNumber(values))}` : '');
     }
   }
 

@@ -2,14 +2,17 @@
 // API's filters, paging and CSV export) and `#/record/{id}` (raw JSON side by
 // side with the normalized meeting and its errors). REST through rest.js.
 
-import { DASH, fmtCount, fmtDuration, fmtFull, fmtUtc, parseTime } from './format.js';
+import { DASH, fmtCount, fmtDateTime, fmtDuration, fmtFull, fmtUtc, parseTime } from './format.js';
 import { createLiveList } from './livelist.js';
 import { createJsonView } from './jsonview.js';
 import { h } from './dom.js';
 import { createRest } from './rest.js';
+import { createSourcePicker } from './sourcepicker.js';
 
 const sel = (name, label, options) => ({ name, label, options: ['', ...options] });
 const txt = (name, label) => ({ name, label });
+/** The multi-select source picker (sourcepicker.js); `source=a,b` in the URL and the API. */
+const pick = (name, label) => ({ name, label, picker: true });
 /** A time filter: the browser's local time in the input, UTC RFC 3339 in the URL and the API. */
 const when = (name, label) => ({ name, label, time: true });
 const RANGE = [when('from', 'From'), when('to', 'Until')];
@@ -29,7 +32,9 @@ export function fromLocalInput(v) {
 export const LISTS = {
   runs: {
     title: 'Runs',
-    filters: [txt('source', 'Source'), sel('status', 'Status', ['running', 'succeeded', 'failed', 'partial']), ...RANGE],
+    filters: [pick('source', 'Source'), sel('status', 'Status', ['running', 'succeeded', 'failed', 'partial']), ...RANGE],
+    sorts: { id: 'id', status: 'status', started_at: 'started_at' },
+    tones: { status: { failed: 'bad', partial: 'warn', succeeded: 'good' } },
     columns: [
       ['id', 'Run', (r) => link(`#/run/${r.id}`, `#${r.id}`, `Run ${r.id}`)],
       ['source', 'Source'], ['status', 'Status'], ['started_at', 'Started', time],
@@ -41,7 +46,9 @@ export const LISTS = {
   },
   records: {
     title: 'Records',
-    filters: [txt('source', 'Source'), sel('status', 'Status', ['pending', 'normalized', 'rejected']),
+    sorts: { id: 'id', external_id: 'external_id', status: 'status', received_at: 'received_at', processed_at: 'processed_at' },
+    tones: { status: { rejected: 'bad', normalized: 'good', pending: 'warn' } },
+    filters: [pick('source', 'Source'), sel('status', 'Status', ['pending', 'normalized', 'rejected']),
       txt('run', 'Run id'), txt('external_id', 'External id'), ...RANGE],
     columns: [
       ['id', 'Record', (r) => link(`#/record/${r.id}`, `#${r.id}`, `Record ${r.id}`)],
@@ -51,7 +58,9 @@ export const LISTS = {
   },
   errors: {
     title: 'Errors',
-    filters: [txt('source', 'Source'), sel('severity', 'Severity', ['error', 'warning']),
+    sorts: { occurred_at: 'occurred_at', severity: 'severity', stage: 'stage', code: 'code' },
+    tones: { severity: { error: 'bad', warning: 'warn' } },
+    filters: [pick('source', 'Source'), sel('severity', 'Severity', ['error', 'warning']),
       sel('stage', 'Stage', ['fetch', 'validate', 'normalize', 'load']), txt('code', 'Code'), txt('q', 'Message contains'),
       txt('run', 'Run id'), ...RANGE],
     columns: [
@@ -67,11 +76,28 @@ function link(href, text, label) { return h('a', label ? { href, 'aria-label': l
 function time(r, key) {
   const t = parseTime(r[key]);
   if (t == null) return DASH;
-  return h('time', { datetime: r[key], title: fmtUtc(t) }, new Date(t).toLocaleString());
+  return h('time', { datetime: r[key], title: fmtUtc(t) }, fmtDateTime(t));
 }
 function show(v) {
   if (v == null || v === '') return DASH;
   return typeof v === 'number' ? fmtCount(v) : String(v);
+}
+
+/** The API's default order of each list (newest first). */
+const DEFAULT_SORT = { runs: '-started_at', records: '-received_at', errors: '-occurred_at' };
+
+/** A column header; a button that sorts by it (server side: `sort=col` / `sort=-col`) where the API can. */
+function sortHeader(kind, spec, q, key, label, cls) {
+  const by = spec.sorts?.[key];
+  if (!by) return h('th', { scope: 'col', className: cls || '' }, label);
+  const current = q.get('sort') || DEFAULT_SORT[kind];
+  const dir = current === by ? 'ascending' : current === `-${by}` ? 'descending' : null;
+  const next = new URLSearchParams(q);
+  next.set('sort', dir === 'descending' ? by : `-${by}`);
+  const b = h('button', { type: 'button', class: 'sort', data: { sort: by } }, label,
+    h('span', { class: 'sort-mark', 'aria-hidden': 'true' }, dir === 'ascending' ? ' ▲' : dir === 'descending' ? ' ▼' : ''));
+  b.addEventListener('click', () => { location.hash = `#/${kind}?${next}`; });
+  return h('th', { scope: 'col', className: cls || '', 'aria-sort': dir || 'none' }, b);
 }
 
 /** Parses `#/runs?source=crm` into { route: ['runs'], params }. */
@@ -94,6 +120,8 @@ export function createConsole({ root, getToken, onAuthError }) {
       const v = params.get(f.name);
       if (v) q.set(f.name, v);
     }
+    const sort = params.get('sort') || '';
+    if (spec.sorts && Object.values(spec.sorts).includes(sort.replace(/^-/, ''))) q.set('sort', sort);
     return q;
   }
 
@@ -105,6 +133,10 @@ export function createConsole({ root, getToken, onAuthError }) {
     for (const f of spec.filters) {
       const id = `f-${kind}-${f.name}`;
       let input;
+      if (f.picker) {
+        form.append(createSourcePicker({ id, name: f.name, value: q.get(f.name) || '', rest, label: f.label }));
+        continue;
+      }
       if (f.options) input = h('select', { id, name: f.name }, ...f.options.map((o) => h('option', { value: o }, o || 'any')));
       else if (f.time) input = h('input', { id, name: f.name, type: 'datetime-local', step: 1, title: fmtUtc(parseTime(q.get(f.name))) });
       else input = h('input', { id, name: f.name, type: 'search', autocomplete: 'off', spellcheck: false });
@@ -120,6 +152,7 @@ export function createConsole({ root, getToken, onAuthError }) {
         const val = times.has(k) ? fromLocalInput(String(v)) : String(v).trim();
         if (val) next.set(k, val);
       }
+      if (q.get('sort')) next.set('sort', q.get('sort'));
       const s = next.toString();
       location.hash = `#/${kind}${s ? `?${s}` : ''}`;
     });
@@ -128,7 +161,7 @@ export function createConsole({ root, getToken, onAuthError }) {
     const status = h('p', { className: 'list-status', role: 'status' }, 'Loading…');
     const exportBtn = h('button', { type: 'button', className: 'export', data: { export: kind } }, 'Export CSV');
     exportBtn.addEventListener('click', () => exportCsv(kind, q, status));
-    const thead = h('thead', {}, h('tr', {}, ...spec.columns.map(([, label, , cls]) => h('th', { scope: 'col', className: cls || '' }, label))));
+    const thead = h('thead', {}, h('tr', {}, ...spec.columns.map(([key, label, , cls]) => sortHeader(kind, spec, q, key, label, cls))));
     const tbody = h('tbody');
     const table = h('table', { className: 'list', data: { list: kind } }, thead, tbody);
     const more = h('button', { type: 'button', className: 'more', hidden: true }, 'Load more');
@@ -136,7 +169,8 @@ export function createConsole({ root, getToken, onAuthError }) {
     const makeRow = (r) => h('tr', { data: { id: String(r.id) } }, ...spec.columns.map(([key, , fmt, cls]) => {
       const v = fmt ? fmt(r, key) : show(r[key]);
       const full = typeof r[key] === 'number' && Math.abs(r[key]) >= 1e5 ? { title: fmtFull(r[key]) } : {}; // compact "1.2M"
-      return h('td', { className: cls || '', data: { col: key }, ...full }, v);
+      const tone = spec.tones?.[key]?.[r[key]];
+      return h('td', { className: cls || '', data: { col: key, ...(tone ? { tone } : {}) }, ...full }, v);
     }));
     const counted = () => { status.textContent = `${tbody.rows.length} ${kind}${cursor ? ' (more available)' : ''}`; };
     const live = createLiveList({
@@ -180,7 +214,9 @@ export function createConsole({ root, getToken, onAuthError }) {
 
   async function exportCsv(kind, q, status) {
     try {
-      const r = await rest.fetchOk(`/api/export/${kind}.csv${q.toString() ? `?${q}` : ''}`);
+      const f = new URLSearchParams(q);
+      f.delete('sort'); // the export keeps the API's order
+      const r = await rest.fetchOk(`/api/export/${kind}.csv${f.toString() ? `?${f}` : ''}`);
       const blob = await r.blob();
       const url = URL.createObjectURL(blob);
       const a = h('a', { href: url, download: `${kind}.csv`, hidden: true });

@@ -8,7 +8,7 @@
 // not echo.
 
 import { h, text, attr } from './dom.js';
-import { DASH, fmtCount, fmtUtc, parseTime } from './format.js';
+import { DASH, fmtCount, fmtDateTime, fmtUtc, parseTime } from './format.js';
 
 const KEY = 'ingestwatch.exports';
 const DONE = new Set(['finished', 'failed', 'cancelled', 'expired', 'deleted']);
@@ -204,7 +204,7 @@ export function renderExportsView(root, { rest, store, params, lastList, onDownl
       const tr = rows.get(job.id) || row(job);
       const cell = (c) => tr.querySelector(`[data-col="${c}"]`);
       const t = parseTime(job.created_at);
-      text(cell('created'), t == null ? DASH : new Date(t).toLocaleString());
+      text(cell('created'), t == null ? DASH : fmtDateTime(t));
       attr(cell('created'), 'title', t == null ? null : fmtUtc(t));
       const status = job.status || 'queued';
       attr(tr, 'data-status', status);

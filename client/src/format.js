@@ -59,6 +59,13 @@ const dayFmt = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeri
 /** Browser-local short date, e.g. "May 1". */
 export const fmtDay = (t) => (isNum(t) ? dayFmt.format(t) : DASH);
 
+/** Browser-local "2024-05-01 14:34:56" (24-hour, like the wallboard's clock). */
+export function fmtDateTime(t) {
+  if (!isNum(t)) return DASH;
+  const d = new Date(t);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${fmtClock(t)}`;
+}
+
 /** "2024-05-01 12:34:56 UTC". */
 export function fmtUtc(t) {
   if (!isNum(t)) return '';

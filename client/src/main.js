@@ -6,6 +6,7 @@ import { createWallboard } from './wallboard.js';
 import { createConsole, parseRoute } from './console.js';
 import { createPages } from './pages.js';
 import { createSignin } from './signin.js';
+import { incidentsOfEvent, incidentOfAlert, pushIncident } from './incidents.js';
 
 const WINDOWS = ['1m', '5m', '1h', '24h'];
 const DEFAULT_WINDOW = '5m';
@@ -22,6 +23,8 @@ const state = {
   seq: null,
   kpis: null,         // { "1m": K, "5m": K, "1h": K, "24h": K }
   events: [],         // newest first, at most MAX_EVENTS
+  incidents: [],      // newest first (incidents.js)
+  feedRaw: false,     // the feed shows every event instead of the incidents
   toast: null,        // { text, until }
 };
 let lastEventSeq = null; // highest event seq shown (dedupe + resume)
@@ -117,6 +120,7 @@ function onFrame(msg) {
       if (!Number.isSafeInteger(msg.seq) || (lastEventSeq !== null && msg.seq <= lastEventSeq)) break;
       lastEventSeq = msg.seq;
       state.events.unshift(msg);
+      for (const inc of incidentsOfEvent(msg)) pushIncident(state.incidents, inc);
       if (state.events.length > MAX_EVENTS) state.events.length = MAX_EVENTS;
       document.dispatchEvent(new CustomEvent('ingestwatch:event', { detail: msg })); // live console lists
       break;
@@ -125,6 +129,11 @@ function onFrame(msg) {
       break;
     case 'pong':
       break;
+    case 'alert': {
+      const inc = incidentOfAlert(msg);
+      if (inc) pushIncident(state.incidents, inc);
+      break;
+    }
     case 'error':
       console.warn(`ingestwatch: server error ${msg.code}: ${msg.message}`);
       toast(`Server error: ${msg.message || msg.code || 'unknown'}`);
@@ -218,6 +227,7 @@ document.querySelector('.windows').addEventListener('click', (e) => {
   if (b) selectWindow(b.dataset.window);
 });
 document.getElementById('theme').addEventListener('click', toggleTheme);
+document.getElementById('feed-toggle').addEventListener('click', () => { state.feedRaw = !state.feedRaw; schedule(); });
 document.querySelector('[data-skip]').addEventListener('click', (e) => {
   e.preventDefault(); // the hash is the route: focus the visible view instead
   const target = wall.hidden ? consoleRoot : wall;

@@ -6,9 +6,10 @@
 // is visible at most once per animation frame (and every second, for ages).
 
 import { createRest } from './rest.js';
-import { createAlertStore, renderAlertBanner, renderAlertsView } from './alerts.js';
+import { createAlertStore, markTiles, renderAlertBanner, renderAlertsView } from './alerts.js';
 import { createExportStore, renderExportsView } from './exports.js';
-import { createSourcesModel, renderHealthGrid, renderSourcesView } from './sources.js';
+import { createSourcesModel, renderSourcesView } from './sources.js';
+import { createWrongNow } from './wrongnow.js';
 
 const LIST_ROUTES = new Set(['runs', 'records', 'errors']);
 const LAST_LIST_KEY = 'ingestwatch.lastList';
@@ -23,6 +24,7 @@ function saveLastList(kind, params) {
   const p = new URLSearchParams(params);
   p.delete('token');
   p.delete('access_token');
+  p.delete('sort'); // an export job takes the filters, not the order
   try { sessionStorage.setItem(LAST_LIST_KEY, JSON.stringify([kind, p.toString()])); } catch { /* private mode */ }
   return { kind, params: p };
 }
@@ -31,7 +33,8 @@ export function createPages({ root, getToken, onAuthError }) {
   const $ = (id) => document.getElementById(id);
   const banner = $('alert-banner');
   const badge = $('alert-count');
-  const healthGrid = $('health');
+  const wrongNowPanel = $('wrong-now');
+  const wrongNow = wrongNowPanel ? createWrongNow(wrongNowPanel) : null;
   const wallCharts = $('wall-charts');
   const rest = createRest({ getToken, onAuthError });
   let state = null;      // main.js state (kpis), as of the last frame
@@ -53,12 +56,10 @@ export function createPages({ root, getToken, onAuthError }) {
 
   function render(now) {
     renderAlertBanner(wallOn ? banner : null, badge, alerts, now);
+    if (wallOn) markTiles(document, alerts.list());
     const needHealth = wallOn || current?.name === 'sources';
     const health = needHealth ? sources.healthOf(state?.kpis, alerts.list(), now) : null;
-    if (wallOn && healthGrid) {
-      renderHealthGrid(health, healthGrid, now);
-      healthGrid.parentElement.dataset.loaded = String(sources.loaded);
-    }
+    if (wallOn && wrongNow) wrongNow(health, sources.loaded, now);
     if (current?.name === 'sources') current.view.update(health, now);
     else if (current?.view?.update) current.view.update(now);
   }
@@ -99,7 +100,7 @@ export function createPages({ root, getToken, onAuthError }) {
     root.dataset.view = name;
     if (name === 'sources') {
       mine.unwatch = sources.watch();
-      mine.view = renderSourcesView(root, { model: sources });
+      mine.view = renderSourcesView(root, { model: sources, params });
     } else if (name === 'alerts') {
       mine.view = renderAlertsView(root, { rest, store: alerts, params, navigate });
     } else if (name === 'exports') {

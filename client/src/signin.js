@@ -9,7 +9,7 @@
 // server verifies. The role and expiry the server confirms win over the
 // decoded ones.
 
-import { DASH, fmtClock, fmtUtc } from './format.js';
+import { DASH, fmtClock, fmtDateTime, fmtUtc } from './format.js';
 import { h } from './dom.js';
 import { authFetch } from './rest.js';
 
@@ -162,7 +162,7 @@ export function createSignin({ doc, button, storageKey, socket, onChange, notify
     if (id) {
       const left = id.exp === null ? null : id.exp - now;
       const expires = id.exp === null ? DASH
-        : h('time', { dateTime: new Date(id.exp).toISOString(), title: fmtUtc(id.exp) }, `${new Date(id.exp).toLocaleString()}`);
+        : h('time', { dateTime: new Date(id.exp).toISOString(), title: fmtUtc(id.exp) }, fmtDateTime(id.exp));
       rows.push(['Signed in as', id.sub || DASH, 'sub'], ['Role', id.role || DASH, 'role'],
         ['Sources', id.sources ? id.sources.join(', ') : 'all', 'sources'],
         ['Expires', expires, 'expires'],

@@ -5,6 +5,7 @@
 
 import { h, attr, text } from './dom.js';
 import { createChart, reducedMotion } from './charts.js';
+import { fmtDateTime } from './format.js';
 
 /** Range name → length and bucket (≤ 1,440 points per series). */
 export const RANGES = {
@@ -73,7 +74,7 @@ const metricsOf = (groups) => [...new Set(groups.flatMap((g) => GROUPS[g].series
  */
 export function createWallCharts(host, rest, { every = 10_000, minGap = 3000, canFetch = () => true } = {}) {
   const groups = ['throughput', 'errors', 'lag95'];
-  const charts = groups.map((g) => createChart(host, { id: `wall-${g}`, ...GROUPS[g], figure: GROUPS[g].kind === 'ms' ? 'peak' : 'last hour' }));
+  const charts = groups.map((g) => createChart(host, { id: `wall-${g}`, ...GROUPS[g], figure: GROUPS[g].kind === 'ms' ? 'peak' : 'total' }));
   const metrics = metricsOf(groups);
   let last = 0;
   let pending = false;
@@ -162,7 +163,7 @@ export function renderTrendsView(root, { rest, params, sources, navigate }) {
       root.dataset.range = range;
       root.dataset.source = source;
       text(status, `${RANGES[range].label} per ${data.stepName}, ${source || 'all sources'}; `
-        + `${new Date(data.from * 1000).toLocaleString()} – ${new Date(data.to * 1000).toLocaleString()}`);
+        + `${fmtDateTime(data.from * 1000)} – ${fmtDateTime(data.to * 1000)}`);
       attr(status, 'data-loaded', 'true');
     } catch (e) {
       if (!gone) text(status, `Could not load trends: ${e.message}`);

@@ -5,6 +5,8 @@
 // (idempotent, touches only what changed). The wallboard's other panels
 // (alerts banner, charts, health) and the other pages live in pages.js.
 
+import { readableKind, incidentText } from './incidents.js';
+import { createVirtualRows } from './vrows.js';
 import { DASH, isNum, fmtCount, fmtFull, fmtPercent, fmtDuration, fmtAgo, fmtClock, fmtDay, fmtUtc, parseTime } from './format.js';
 
 export const KPI_KEYS = [
@@ -105,9 +107,44 @@ export function createWallboard(doc = document) {
   const srcEmpty = $('#sources-empty');
   const feedBody = $('#feed tbody');
   const feedEmpty = $('#feed-empty');
-  const srcRows = new Map();
+  const feedTable = $('#feed');
+  const feedHead = $('#feed-h');
+  const feedToggle = $('#feed-toggle');
+  const incList = $('#incidents');
+  const incEmpty = $('#incidents-empty');
+  // only the rows in view are in the DOM (1,000+ sources)
+  const srcTable = createVirtualRows({ scroller: srcBody.closest('.scroll'), tbody: srcBody, colspan: 2 + SOURCE_COLS.length, create: (name) => newSourceRow(name) });
   const feedRows = new Map();
+  const incRows = new Map();
   let feedPrimed = false;
+  let incPrimed = false;
+
+  /** Where an incident is explained: its runs, errors, records or the alerts. */
+  function incidentHref(inc) {
+    const q = new URLSearchParams();
+    if (inc.source && !inc.source.includes(', ')) q.set('source', inc.source);
+    if (inc.kind === 'run_failed' || inc.kind === 'run_partial') {
+      q.set('status', inc.kind === 'run_failed' ? 'failed' : 'partial');
+      return `#/runs?${q}`;
+    }
+    if (inc.kind === 'errors') { if (inc.label) q.set('code', inc.label); return `#/errors?${q}`; }
+    if (inc.kind === 'rejected') { q.set('status', 'rejected'); return `#/records?${q}`; }
+    return '#/alerts';
+  }
+
+  function newIncidentRow(inc) {
+    const li = doc.createElement('li');
+    li.dataset.kind = inc.kind;
+    li.dataset.level = inc.level;
+    if (incPrimed) li.className = 'new';
+    const time = doc.createElement('time');
+    const a = doc.createElement('a');
+    a.href = incidentHref(inc);
+    const src = cell(doc, 'span', 'inc-source');
+    src.textContent = inc.source ?? 'all sources';
+    li.append(time, a, src);
+    return li;
+  }
 
   function newSourceRow(name) {
     const tr = doc.createElement('tr');
@@ -140,11 +177,12 @@ export function createWallboard(doc = document) {
     const td0 = cell(doc, 'td', 'when');
     td0.append(time);
     const kind = cell(doc, 'td', 'kind');
-    kind.textContent = typeof ev.kind === 'string' ? ev.kind : DASH;
+    kind.textContent = typeof ev.kind === 'string' ? readableKind(ev.kind) : DASH;
+    if (typeof ev.kind === 'string') kind.dataset.kind = ev.kind;
     const src = cell(doc, 'td', 'name');
     src.textContent = ev.source ?? (Array.isArray(ev.sources) && ev.sources.length ? ev.sources.join(', ') : DASH);
     src.title = src.textContent;
-    kind.title = kind.textContent;
+    kind.title = typeof ev.kind === 'string' ? ev.kind : '';
     const rows = cell(doc, 'td', 'n rows');
     rows.textContent = fmtCount(ev.rows);
     tr.append(td0, kind, src, rows);
@@ -186,7 +224,7 @@ export function createWallboard(doc = document) {
     // Per-source table
     const sources = k?.sources && typeof k.sources === 'object' ? k.sources : {};
     const names = Object.keys(sources).sort((a, b) => a.localeCompare(b));
-    reconcile(srcBody, names, srcRows, newSourceRow, (tr, name) => {
+    srcTable.set(names, (tr, name) => {
       const f = sources[name];
       const sv = kpiValues(f);
       for (const td of tr.cells) {
@@ -209,11 +247,34 @@ export function createWallboard(doc = document) {
     srcEmpty.hidden = names.length > 0;
     setText(srcEmpty, state.kpis ? 'No source reported anything in this window.' : 'Waiting for data…');
 
-    // Event feed (newest first)
-    reconcile(feedBody, state.events.map((e) => e.seq), feedRows,
-      (seq) => newFeedRow(state.events.find((e) => e.seq === seq)), () => {});
+    // Recent incidents, or every event (newest first); only the visible one is kept up to date
+    const raw = !!state.feedRaw;
+    setAttr(feedToggle, 'aria-pressed', String(raw));
+    setText(feedToggle, raw ? 'Incidents' : 'All events');
+    setAttr(feedToggle, 'title', raw ? 'Show recent incidents only' : 'Show every event of the stream');
+    setText(feedHead, raw ? 'All events' : 'Recent incidents');
+    feedTable.hidden = !raw;
+    incList.hidden = raw;
+    if (raw) {
+      reconcile(feedBody, state.events.map((e) => e.seq), feedRows,
+        (seq) => newFeedRow(state.events.find((e) => e.seq === seq)), () => {});
+      feedEmpty.hidden = state.events.length > 0;
+      incEmpty.hidden = true;
+    } else {
+      feedEmpty.hidden = true;
+      const incs = state.incidents || [];
+      reconcile(incList, incs.map((x) => x.id), incRows, (id) => newIncidentRow(incs.find((x) => x.id === id)), (li, id) => {
+        const inc = incs.find((x) => x.id === id);
+        const time = li.firstChild;
+        setText(time, fmtClock(inc.at));
+        setAttr(time, 'title', fmtUtc(inc.at));
+        setAttr(time, 'datetime', new Date(inc.at).toISOString());
+        setText(li.children[1], incidentText(inc));
+      });
+      incEmpty.hidden = incs.length > 0;
+    }
     feedPrimed ||= state.events.length > 0; // the first batch does not flash
-    feedEmpty.hidden = state.events.length > 0;
+    incPrimed = true; // incidents only arrive live: every one flashes once
 
     // Toast
     const showToast = state.toast && state.toast.until > now;

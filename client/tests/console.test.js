@@ -301,7 +301,11 @@ test('records list: a committed row appears at the top live; paused, it waits un
   for (const [text, title, dt] of times) {
     assert.match(title, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/);
     assert.equal(title, `${new Date(dt).toISOString().slice(0, 19).replace('T', ' ')} UTC`);
-    assert.equal(text, await page.evaluate((d) => new Date(d).toLocaleString(), dt));
+    assert.equal(text, await page.evaluate((d) => { // 24-hour local time, like the wallboard (issue 18.4)
+      const x = new Date(d);
+      const p = (n) => String(n).padStart(2, '0');
+      return `${x.getFullYear()}-${p(x.getMonth() + 1)}-${p(x.getDate())} ${p(x.getHours())}:${p(x.getMinutes())}:${p(x.getSeconds())}`;
+    }, dt));
   }
   await axe(page, 'records live');
   assert.equal(page.sockets.length, 1);
@@ -345,7 +349,7 @@ test('time filters: local time in the inputs and cells, UTC in the deep link and
   assert.deepEqual(await page.$$eval('table[data-list="errors"] tbody tr', (r) => r.map((x) => x.dataset.id)), [old]);
   assert.equal(await page.inputValue('#f-errors-to'), '2020-01-01T05:30:10');
   assert.equal(await page.getAttribute('#f-errors-to', 'title'), '2020-01-01 00:00:10 UTC');
-  assert.equal(await page.textContent('td[data-col="occurred_at"] time'), '1/1/2020, 5:30:05 AM');
+  assert.equal(await page.textContent('td[data-col="occurred_at"] time'), '2020-01-01 05:30:05'); // 24-hour, local (issue 18.4)
   assert.equal(await page.getAttribute('td[data-col="occurred_at"] time', 'title'), '2020-01-01 00:00:05 UTC');
 
   await page.fill('#f-errors-from', '2020-01-01T05:30:15');

@@ -139,8 +139,9 @@ test('screenshots of the wallboard, dark and light', async () => {
     await page.addInitScript((s) => localStorage.setItem('ingestwatch.theme', s), scheme);
     await openWall(page);
     await until(async () => (await tiles(page)).received !== '', { what: 'figures' });
-    commitBatch(2, { source: scheme === 'dark' ? 'crm' : 'erp' }); // something in the event feed
-    await page.waitForSelector('#feed tbody tr');
+    const run = commitBatch(2, { source: scheme === 'dark' ? 'crm' : 'erp' });
+    env.sql(`update ingest.runs set status = 'failed', finished_at = now() where id = ${run}`); // an incident
+    await page.waitForSelector('#incidents li[data-kind="run_failed"]');
     await sleep(1800); // let the row flash fade
     await page.screenshot({ path: path.join(SHOTS, `wallboard-${scheme}.png`) });
     assert.deepEqual(page.problems, []);

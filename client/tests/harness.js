@@ -44,6 +44,71 @@ export function psql(url, sql) {
   }).trim();
 }
 
+/** psql in the background (long-running writers); resolves with stdout, rejects on failure. */
+export function psqlAsync(url, sql) {
+  return new Promise((resolve, reject) => {
+    const child = spawn('psql', [url, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-A', '-t', '-c', sql], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { err += d; });
+    child.on('exit', (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(`psql exited ${code}: ${err}`))));
+  });
+}
+
+/**
+ * A pipeline writing for `secs` seconds: every `everyMs` one statement
+ * inserts `batch` records into a run of a random source among the first
+ * `sources` (by id), processes the previous batch (about one in ten
+ * rejected) and now and then logs an error; runs finish every few seconds.
+ */
+export function liveWriter(url, { secs = 20, everyMs = 200, batch = 3, sources = 5 } = {}) {
+  const steps = Math.round((secs * 1000) / everyMs);
+  return psqlAsync(url, `
+    do $$
+    declare r bigint; s bigint; i int;
+    begin
+      for i in 1..${steps} loop
+        s := (select id from ingest.sources order by id offset floor(random() * ${sources})::int limit 1);
+        insert into ingest.runs (source_id) values (s) returning id into r;
+        insert into ingest.raw_records (run_id, source_id, external_id, payload)
+          select r, s, 'live-' || i || '-' || g, '{}' from generate_series(1, ${batch}) g;
+        update ingest.raw_records set status = case when random() < 0.1 then 'rejected' else 'normalized' end, processed_at = now()
+          where status = 'pending' and run_id < r;
+        if i % 10 = 0 then
+          insert into ingest.errors (run_id, source_id, severity, stage, code, message) values (r, s, 'error', 'validate', 'missing_title', 'title is required');
+        end if;
+        update ingest.runs set status = case when random() < 0.2 then 'failed' else 'succeeded' end, finished_at = now()
+          where status = 'running' and id < r;
+        commit;
+        perform pg_sleep(${everyMs / 1000});
+      end loop;
+    end $$;`);
+}
+
+/** Installs a PerformanceObserver('longtask') summing long tasks into window.__longtasks (call before goto). */
+export async function watchLongTasks(page) {
+  await page.addInitScript(() => {
+    window.__longtasks = { total: 0, count: 0, max: 0 };
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) {
+        window.__longtasks.total += e.duration;
+        window.__longtasks.count += 1;
+        window.__longtasks.max = Math.max(window.__longtasks.max, e.duration);
+      }
+    }).observe({ type: 'longtask', buffered: true });
+  });
+}
+
+/** Long tasks since the last call: { total, count, max } (ms). */
+export function takeLongTasks(page) {
+  return page.evaluate(() => {
+    const t = { ...window.__longtasks };
+    window.__longtasks = { total: 0, count: 0, max: 0 };
+    return t;
+  });
+}
+
 export class Env {
   static all = new Set();
   static reaper = false;

@@ -264,6 +264,46 @@ test('alerts: an alert fired by pipeline writes shows in the banner, the badge, 
   await page.context().close();
 });
 
+for (const scheme of ['dark', 'light']) {
+  test(`one story, ${scheme}: the Backlog tile turns red while its alert fires; legends say peak/total; tiles say their time basis`, async () => {
+    const page = await newPage(browser, { colorScheme: scheme });
+    await page.addInitScript((s) => localStorage.setItem('ingestwatch.theme', s), scheme);
+    await open(page, '');
+    await page.waitForSelector('#alert-banner[data-level="ok"]');
+    const tile = '.tile:has([data-kpi="backlog"])';
+    assert.equal(await page.getAttribute(tile, 'data-alert'), null);
+    const calm = await page.$eval(`${tile} .num`, (n) => getComputedStyle(n).color);
+
+    env.sql(`insert into ingest.sources (name, kind) values ('story', 'api') on conflict (name) do nothing`);
+    env.sql(`
+      with s as (select id from ingest.sources where name = 'story'),
+           r as (insert into ingest.runs (source_id) select id from s returning id, source_id)
+      insert into ingest.raw_records (run_id, source_id, external_id, payload)
+      select r.id, r.source_id, 'story-' || g, '{}' from r, generate_series(1, 8) g`);
+    await page.waitForSelector(`${tile}[data-alert="bad"]`, { timeout: 10_000 });
+    assert.equal(await page.textContent(`${tile} .tile-alert`), 'alert firing: backlog-high');
+    const [red, bad] = await page.$eval(`${tile} .num`, (n) => [getComputedStyle(n).color,
+      (() => { const p = document.createElement('span'); p.style.color = 'var(--bad)'; document.body.append(p); const c = getComputedStyle(p).color; p.remove(); return c; })()]);
+    assert.equal(red, bad, 'the figure is in the bad colour');
+    assert.notEqual(red, calm);
+    assert.equal(await page.getAttribute('.tile:has([data-kpi="lag_p95"])', 'data-alert'), null, 'other tiles stay calm');
+
+    // legends name their figure; tiles name their time basis
+    await page.waitForSelector('[data-chart="wall-throughput"][data-drawn] canvas');
+    assert.equal(await page.textContent('[data-chart="wall-throughput"] [data-series="received"] .fig-kind'), 'total ');
+    assert.equal(await page.textContent('[data-chart="wall-lag95"] [data-series="lag_p95"] .fig-kind'), 'peak ');
+    assert.ok(await page.isVisible('[data-chart="wall-lag95"] [data-series="lag_p95"] .fig-kind'));
+    assert.equal(await page.textContent('.tile:has([data-kpi="received"]) h2 small'), 'by arrival');
+    assert.equal(await page.textContent('.tile:has([data-kpi="normalized"]) h2 small'), 'by processing');
+
+    env.sql(`update ingest.raw_records set status = 'normalized', processed_at = now() where external_id like 'story-%'`);
+    await page.waitForFunction((t) => !document.querySelector(t).hasAttribute('data-alert'), tile, { timeout: 10_000 });
+    assert.equal(await page.$(`${tile} .tile-alert`), null);
+    assert.deepEqual(page.problems, []);
+    await page.context().close();
+  });
+}
+
 test('exports: a job started from the list filter shows progress, and its CSV holds exactly the filter\'s rows', async () => {
   env.sql(`
     insert into ingest.errors (run_id, source_id, severity, stage, code, message)

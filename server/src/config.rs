@@ -1,23 +1,15 @@
-//! The one configuration: every option is a CLI flag with an environment
-//! variable, documented here (and mirrored in `.env.example`).
+//! The server's configuration: [`ServerOptions`] (with [`AuthOptions`]) is
+//! every option `serve` takes, each a CLI flag with an environment variable,
+//! documented here (and mirrored in `.env.example`). The commands that embed
+//! the server (`ingestwatch serve` and `demo`, the bench) flatten it into
+//! their own arguments; those live with their commands in the `ingestwatch`
+//! and `ingestwatch-bench` crates.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-
-/// ingestwatch — live monitor for PostgreSQL-backed data-ingestion pipelines.
-#[derive(Debug, Parser)]
-#[command(name = "ingestwatch", version, about, long_about = None)]
-pub struct Cli {
-    /// Log output format.
-    #[arg(long, env = "INGESTWATCH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
-    pub log_format: LogFormat,
-    /// What to run.
-    #[command(subcommand)]
-    pub command: Command,
-}
+use clap::{Args, ValueEnum};
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -26,48 +18,6 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
-}
-
-/// Subcommands.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Apply the SQL migrations in `sql/` (idempotent; applied versions are recorded).
-    Migrate(MigrateArgs),
-    /// Serve the API, WebSocket stream and client against an existing database.
-    Serve(ServeArgs),
-    /// Run the embedded demo: throwaway PostgreSQL (unless DATABASE_URL is set),
-    /// migrations, a simulated pipeline and the server with the live client.
-    Demo(DemoArgs),
-    /// Drive the simulated pipeline against DATABASE_URL.
-    Simulate(SimulateArgs),
-    /// Benchmark the whole path (commit -> WebSocket receipt) and print a table.
-    Bench(BenchArgs),
-    /// Subscribe to a server's WebSocket stream and print one line per frame;
-    /// reconnects and resumes without gaps or duplicates. Exit codes: 0 on
-    /// Ctrl-C, 2 on a protocol error (refused subscription, not an
-    /// ingestwatch endpoint), 3 when authentication is refused.
-    Tail(TailArgs),
-    /// Mint a token from the HS256 secret (for operators and wallboards).
-    Token(TokenArgs),
-}
-
-/// Options of `migrate`.
-#[derive(Debug, Clone, Args)]
-pub struct MigrateArgs {
-    /// PostgreSQL URL of a role that may create schemas, tables, triggers and roles.
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: String,
-}
-
-/// Options of `serve` (also used by `demo`).
-#[derive(Debug, Clone, Args)]
-pub struct ServeArgs {
-    /// PostgreSQL URL the server reads from (use the read-only role `ingestwatch_reader`).
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: String,
-    /// Server tuning.
-    #[command(flatten)]
-    pub server: ServerOptions,
 }
 
 /// Server tuning shared by `serve` and `demo`.
@@ -211,203 +161,24 @@ impl ServerOptions {
     }
 }
 
-/// Options of `demo`.
-#[derive(Debug, Clone, Args)]
-pub struct DemoArgs {
-    /// Use this database instead of a throwaway cluster (it is migrated first).
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: Option<String>,
-    /// Simulated pipeline statements per second.
-    #[arg(long, env = "INGESTWATCH_DEMO_RATE", default_value_t = 20.0)]
-    pub rate: f64,
-    /// Stop after this many seconds (default: run until Ctrl-C).
-    #[arg(long)]
-    pub duration: Option<u64>,
-    /// Server tuning.
-    #[command(flatten)]
-    pub server: ServerOptions,
-}
-
-/// Options of `token`.
-#[derive(Debug, Clone, Args)]
-pub struct TokenArgs {
+/// The claims [`crate::auth::mint`] signs (the `token` command, the demo,
+/// the bench and the tests build one).
+#[derive(Debug, Clone)]
+pub struct TokenClaims {
     /// HS256 secret to sign with.
-    #[arg(long, env = "INGESTWATCH_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: String,
-    /// Role to grant.
-    #[arg(long, value_parser = ["viewer", "operator"])]
+    /// Role to grant (`viewer` or `operator`).
     pub role: String,
     /// Lifetime, e.g. `90s`, `30m`, `8h`, `30d`.
-    #[arg(long, default_value = "8h")]
     pub ttl: String,
-    /// Limit the token to these sources (comma-separated names).
-    #[arg(long, value_delimiter = ',')]
+    /// Limit the token to these sources (names); empty: all sources.
     pub sources: Vec<String>,
     /// `sub` claim.
-    #[arg(long, default_value = "ingestwatch-cli")]
     pub subject: String,
     /// `aud` claim to set.
-    #[arg(long, env = "INGESTWATCH_JWT_AUDIENCE")]
     pub audience: Option<String>,
     /// `iss` claim to set.
-    #[arg(long, env = "INGESTWATCH_JWT_ISSUER")]
     pub issuer: Option<String>,
     /// Dotted claim path for the role.
-    #[arg(long, env = "INGESTWATCH_ROLE_CLAIM", default_value = "role")]
     pub role_claim: String,
-}
-
-/// Options of `simulate`.
-#[derive(Debug, Clone, Args)]
-pub struct SimulateArgs {
-    /// PostgreSQL URL of a role that may write to `ingest.*`.
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: String,
-    /// Statements per second across all sources.
-    #[arg(long, default_value_t = 20.0)]
-    pub rate: f64,
-    /// Seconds to run (default: until Ctrl-C).
-    #[arg(long)]
-    pub duration: Option<u64>,
-    /// Concurrent writer connections.
-    #[arg(long, default_value_t = 4)]
-    pub writers: usize,
-    /// Random seed.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-}
-
-/// What `ingestwatch bench` measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum BenchMode {
-    /// Commit -> WebSocket receipt latency, loss and duplicates (`--rates` × `--subscribers`).
-    Latency,
-    /// Server RSS per idle WebSocket subscriber (`--idle-subscribers`; server in a child process).
-    Memory,
-    /// Insert throughput with and without the capture triggers (own scratch clusters, fsync off and on).
-    Triggers,
-    /// `GET /api/kpis` latency at a paced request rate (`--kpi-rps`).
-    Rest,
-    /// A long run at a high rate, sampling server memory, holes, queues and tasks (`--soak`).
-    Soak,
-}
-
-/// Where `ingestwatch bench` runs the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum BenchServer {
-    /// `ingestwatch serve` as a child process: its CPU and RSS are its own.
-    Child,
-    /// In the bench's own process (CPU and RSS include the load generator).
-    InProcess,
-}
-
-/// Options of `bench`.
-#[derive(Debug, Clone, Args)]
-pub struct BenchArgs {
-    /// Database to benchmark against (it is migrated); default: a throwaway cluster.
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: Option<String>,
-    /// What to measure, comma-separated (default: latency; `--soak` alone: soak).
-    #[arg(long, value_delimiter = ',')]
-    pub mode: Vec<BenchMode>,
-    /// Where the server runs (memory and soak need `child`).
-    #[arg(long, value_enum, default_value_t = BenchServer::Child)]
-    pub server: BenchServer,
-    /// Event rates (statements per second) to measure, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "100,500,1000,2000")]
-    pub rates: Vec<u32>,
-    /// WebSocket subscribers, comma-separated (each rate is run with each count).
-    #[arg(long, value_delimiter = ',', default_value = "1,100")]
-    pub subscribers: Vec<u32>,
-    /// Seconds per measurement (latency, triggers and rest runs).
-    #[arg(long, default_value_t = 10)]
-    pub seconds: u64,
-    /// Rows per statement.
-    #[arg(long, default_value_t = 10)]
-    pub rows: u32,
-    /// Concurrent writer connections.
-    #[arg(long, default_value_t = 4)]
-    pub writers: usize,
-    /// Also search for the highest sustained rate with p99 <= this many ms and zero loss.
-    #[arg(long)]
-    pub find_max_p99_ms: Option<f64>,
-    /// Memory mode: idle subscriber counts to measure at, ascending (each step adds to the last).
-    #[arg(long, value_delimiter = ',', default_value = "1000,5000,10000")]
-    pub idle_subscribers: Vec<u32>,
-    /// Triggers mode: rows per INSERT statement, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,100")]
-    pub trigger_rows: Vec<u32>,
-    /// Triggers mode: concurrent inserting connections.
-    #[arg(long, default_value_t = 4)]
-    pub trigger_connections: usize,
-    /// Rest mode: requests per second (paced, open loop).
-    #[arg(long, default_value_t = 1000)]
-    pub kpi_rps: u32,
-    /// Rest mode: the window asked for.
-    #[arg(long, default_value = "5m")]
-    pub kpi_window: String,
-    /// Rest mode: sources with five minutes of history loaded before the run.
-    #[arg(long, default_value_t = 10)]
-    pub kpi_sources: u32,
-    /// Rest mode: keep-alive HTTP connections the requests are spread over.
-    #[arg(long, default_value_t = 8)]
-    pub kpi_connections: usize,
-    /// Soak: run this many seconds (alone, unless `--mode` names other modes too).
-    #[arg(long)]
-    pub soak: Option<u64>,
-    /// Soak: statements per second.
-    #[arg(long, default_value_t = 1000)]
-    pub soak_rate: u32,
-    /// Soak: WebSocket subscribers.
-    #[arg(long, default_value_t = 100)]
-    pub soak_subscribers: u32,
-    /// Latency: extra subscribers (own tokens) that subscribe to `events` from
-    /// the run's start and never read a frame: slow-client isolation (the
-    /// others' latency and the server's RSS with them connected).
-    #[arg(long, default_value_t = 0)]
-    pub stalled: u32,
-    /// Soak: seconds between samples.
-    #[arg(long, default_value_t = 10)]
-    pub soak_interval: u64,
-    /// Write the results as JSON to this file as well.
-    #[arg(long)]
-    pub json: Option<std::path::PathBuf>,
-}
-
-/// Output format of `tail`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum TailFormat {
-    /// Each frame exactly as received: one JSON object per line.
-    Json,
-    /// One readable line per event (seq, time, kind, source, rows).
-    Text,
-}
-
-/// Options of `tail`.
-#[derive(Debug, Clone, Args)]
-pub struct TailArgs {
-    /// WebSocket endpoint of an ingestwatch server.
-    #[arg(
-        long,
-        env = "INGESTWATCH_TAIL_URL",
-        default_value = "ws://127.0.0.1:8080/ws"
-    )]
-    pub url: String,
-    /// Topics, comma-separated: events, errors (the errors.* events only), kpis.
-    #[arg(long, value_delimiter = ',', default_value = "events")]
-    pub topics: Vec<String>,
-    /// Print the events after this seq first (default: start at the newest event).
-    #[arg(long, value_parser = clap::value_parser!(i64).range(0..))]
-    pub since: Option<i64>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = TailFormat::Json)]
-    pub format: TailFormat,
-    /// Bearer token, for servers that require authentication.
-    #[arg(long, env = "INGESTWATCH_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// Reconnect after this many seconds without any frame (the server pings every 15 s).
-    #[arg(long, env = "INGESTWATCH_TAIL_IDLE_SECS", default_value_t = 60)]
-    pub idle_timeout_secs: u64,
 }

@@ -1,10 +1,13 @@
-//! ingestwatch: a live monitor for PostgreSQL-backed data-ingestion pipelines.
+//! ingestwatch-server: a live monitor for PostgreSQL-backed data-ingestion
+//! pipelines — everything `ingestwatch serve` runs, and nothing else (the
+//! command line is the `ingestwatch` crate in `cli/`; the simulator and the
+//! throwaway cluster are `ingestwatch-sim`, the bench `ingestwatch-bench`).
 //!
 //! The layout follows the data flow:
 //!
 //! - [`alerts`] — rules, evaluation, webhooks, alert history and leadership.
-//! - [`auth`] — JWT verification, roles and source scopes.
-//! - [`config`] — the one `Config` (CLI flags and environment).
+//! - [`auth`] — JWT verification, roles and source scopes; token minting.
+//! - [`config`] — the server's options (CLI flags and environment).
 //! - [`db`] — connection pool, migrations runner, start-up (warm) queries.
 //! - [`listen`] — the dedicated LISTEN connection, outbox catch-up and the
 //!   watermark that turns a lossy, out-of-order doorbell into an exactly-once,
@@ -17,17 +20,14 @@
 //! - [`http`] — the axum router: REST (live figures, trends, operator lists,
 //!   drill-downs, exports), WebSocket, SSE, health, metrics, client.
 //! - [`export`] — CSV export: streamed synchronous exports and background jobs.
-//! - [`tail`] — `ingestwatch tail`, the reference WebSocket subscriber.
-//! - [`demo`] — throwaway PostgreSQL and the simulated pipeline.
-//! - [`bench`] — the end-to-end benchmark (`ingestwatch bench`).
+//! - [`metrics`], [`telemetry`], [`error`], [`state`] — Prometheus metrics,
+//!   tracing set-up, the error envelope, the shared `AppState`.
 //! - [`server`] — wiring: `run(listener, config, shutdown)`.
 
 pub mod alerts;
 pub mod auth;
-pub mod bench;
 pub mod config;
 pub mod db;
-pub mod demo;
 pub mod error;
 pub mod export;
 pub mod http;
@@ -38,6 +38,5 @@ pub mod live;
 pub mod metrics;
 pub mod server;
 pub mod state;
-pub mod tail;
 pub mod telemetry;
 pub mod trends;

@@ -4,6 +4,8 @@
 //! real port, pipeline-row builders, SQL truth for KPIs, and a WS client.
 #![allow(dead_code, missing_docs)]
 
+pub mod bin;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -11,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
-use ingestwatch::config::ServerOptions;
-use ingestwatch::demo::pgtemp::TempCluster;
+use ingestwatch_server::config::ServerOptions;
+use ingestwatch_sim::pgtemp::TempCluster;
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -53,7 +55,12 @@ pub fn admin_url() -> String {
                         .enable_all()
                         .build()
                         .ok()?;
-                    rt.block_on(async { ingestwatch::db::connect(&local).await.ok().map(|_| ()) })
+                    rt.block_on(async {
+                        ingestwatch_server::db::connect(&local)
+                            .await
+                            .ok()
+                            .map(|_| ())
+                    })
                 }
             })
             .join()
@@ -117,23 +124,23 @@ impl TestDb {
     pub async fn new() -> TestDb {
         let admin = admin_url();
         let name = format!("iw_test_{}_{}", std::process::id(), rand::random::<u32>());
-        let c = ingestwatch::db::connect(&admin)
+        let c = ingestwatch_server::db::connect(&admin)
             .await
             .expect("admin connection");
         c.batch_execute(&format!("create database {name}"))
             .await
             .expect("create database");
         let url = with_db(&admin, &name, None);
-        let mut client = ingestwatch::db::connect(&url)
+        let mut client = ingestwatch_server::db::connect(&url)
             .await
             .expect("test db connection");
-        ingestwatch::db::migrate::run(&mut client)
+        ingestwatch_server::db::migrate::run(&mut client)
             .await
             .expect("migrations");
         let reader = with_db(&admin, &name, Some("ingestwatch_reader"));
         // The suite exercises the server as the read-only role it runs as in
         // production: a cluster where that role cannot log in fails loudly.
-        if let Err(e) = ingestwatch::db::connect(&reader).await {
+        if let Err(e) = ingestwatch_server::db::connect(&reader).await {
             panic!(
                 "the reader role ingestwatch_reader cannot log in to {name} ({e}); \
                  the tests need a PostgreSQL that lets it in (trust auth for local roles)"
@@ -203,7 +210,7 @@ impl Drop for TestDb {
                 .build()
                 .ok()?;
             rt.block_on(async {
-                let c = ingestwatch::db::connect(&admin).await.ok()?;
+                let c = ingestwatch_server::db::connect(&admin).await.ok()?;
                 c.batch_execute(&format!("drop database if exists {name} with (force)"))
                     .await
                     .ok()
@@ -221,7 +228,7 @@ pub struct Pipeline {
 impl Pipeline {
     pub async fn new(db: &TestDb) -> Pipeline {
         Pipeline {
-            client: ingestwatch::db::connect(&db.url)
+            client: ingestwatch_server::db::connect(&db.url)
                 .await
                 .expect("pipeline connection"),
         }
@@ -459,7 +466,7 @@ pub const SECRET: &str = "test-secret-0123456789abcdef";
 
 /// A token from [`SECRET`] for `role`, limited to `sources` if not empty.
 pub fn token(role: &str, sources: &[&str], ttl: &str) -> String {
-    ingestwatch::auth::mint(&ingestwatch::config::TokenArgs {
+    ingestwatch_server::auth::mint(&ingestwatch_server::config::TokenClaims {
         jwt_secret: SECRET.into(),
         role: role.into(),
         ttl: ttl.into(),
@@ -519,8 +526,9 @@ impl TestServer {
         let shutdown = CancellationToken::new();
         let url = url.to_string();
         let stop = shutdown.clone();
-        let join =
-            tokio::spawn(async move { ingestwatch::server::run(listener, &url, opts, stop).await });
+        let join = tokio::spawn(async move {
+            ingestwatch_server::server::run(listener, &url, opts, stop).await
+        });
         let s = TestServer {
             addr,
             token: token("operator", &[], "1h"),
@@ -786,7 +794,7 @@ pub async fn kill_listener(client: &tokio_postgres::Client) -> Vec<i32> {
                select pid from pg_stat_activity
                 where application_name = $1 and datname = current_database())
              select pid from l where pg_terminate_backend(pid)",
-            &[&ingestwatch::listen::APPLICATION_NAME],
+            &[&ingestwatch_server::listen::APPLICATION_NAME],
         )
         .await
         .expect("terminate the listener")

@@ -7,7 +7,7 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 
-use ingestwatch::demo::pgtemp::TempCluster;
+use ingestwatch_sim::pgtemp::TempCluster;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
 /// A TLS cluster and its CA files.

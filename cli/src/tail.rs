@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::http::{header, HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{TailArgs, TailFormat};
+use crate::args::{TailArgs, TailFormat};
 
 /// Exit code: a protocol error (refused frame, not a WebSocket endpoint, bad URL).
 pub const EXIT_PROTOCOL: i32 = 2;

@@ -1,6 +1,7 @@
-//! The server under test: `ingestwatch serve` as a child process (its CPU
-//! and RSS are its own, and the load generator's CPU is not counted as the
-//! server's), or `server::run` in this process (the first benchmark's set-up).
+//! The server under test: `ingestwatch-bench serve` (the same server
+//! library's `serve`, see `main.rs`) as a child process (its CPU and RSS are
+//! its own, and the load generator's CPU is not counted as the server's), or
+//! `server::run` in this process (the first benchmark's set-up).
 //!
 //! Either way authentication stays on: the run signs with a random HS256
 //! secret, and every subscriber or REST client has its own viewer token (its
@@ -20,8 +21,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{BenchServer, ServerOptions, TokenArgs};
-use crate::server;
+use crate::args::BenchServer;
+use ingestwatch_server::config::{ServerOptions, TokenClaims};
+use ingestwatch_server::server;
 
 /// Longest wait for `/readyz` after a start.
 const READY_LIMIT: Duration = Duration::from_secs(60);
@@ -80,7 +82,7 @@ pub fn tokens(secret: &str, n: u32) -> Result<Vec<String>> {
     let o = options(secret, 0)?;
     (0..n)
         .map(|i| {
-            crate::auth::mint(&TokenArgs {
+            ingestwatch_server::auth::mint(&TokenClaims {
                 jwt_secret: secret.to_string(),
                 role: "viewer".into(),
                 ttl: "8h".into(),
@@ -154,7 +156,7 @@ impl Running {
             .tempdir()?;
         let log = dir.path().join("server.log");
         let out = std::fs::File::create(&log)?;
-        let exe = std::env::current_exe().context("locating the ingestwatch binary")?;
+        let exe = std::env::current_exe().context("locating the ingestwatch-bench binary")?;
         let limit = max_connections.max(20_000).to_string();
         // A profiler can wrap the child: INGESTWATCH_BENCH_SERVER_PREFIX="heaptrack -o /tmp/hp"
         // (the figures read from /proc are then the wrapper's, not the server's).
@@ -186,7 +188,7 @@ impl Running {
             .stdout(out.try_clone()?)
             .stderr(out)
             .kill_on_drop(true);
-        let child = cmd.spawn().context("starting `ingestwatch serve`")?;
+        let child = cmd.spawn().context("starting `ingestwatch-bench serve`")?;
         let pid = child.id().context("child pid")?;
         Ok(Running {
             addr,
@@ -227,7 +229,7 @@ impl Running {
                 Inner::Child { child, .. } => {
                     if let Some(status) = child.try_wait()? {
                         bail!(
-                            "`ingestwatch serve` exited ({status}) before it was ready:\n{}",
+                            "`ingestwatch-bench serve` exited ({status}) before it was ready:\n{}",
                             self.log_tail()
                         );
                     }

@@ -1,16 +1,16 @@
 //! The embedded demo: a throwaway PostgreSQL (unless DATABASE_URL is given),
 //! migrations, the simulated pipeline and the server, in one command.
 
-pub mod pgtemp;
-pub mod simulate;
-
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::DemoArgs;
-use crate::{db, server};
+use ingestwatch_server::config::TokenClaims;
+use ingestwatch_server::{db, server};
+use ingestwatch_sim::{pgtemp, simulate};
+
+use crate::args::DemoArgs;
 
 /// Runs the demo until `shutdown` (or `--duration`).
 pub async fn run(mut args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -102,7 +102,7 @@ fn demo_auth(args: &mut DemoArgs) -> anyhow::Result<Option<String>> {
     let Some(secret) = a.jwt_secret.clone() else {
         return Ok(None);
     };
-    let token = crate::auth::mint(&crate::config::TokenArgs {
+    let token = ingestwatch_server::auth::mint(&TokenClaims {
         jwt_secret: secret,
         role: "operator".into(),
         ttl: "8h".into(),

@@ -22,8 +22,8 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::{procfs, round2, with_dbname};
-use crate::db;
-use crate::demo::pgtemp::TempCluster;
+use ingestwatch_server::db;
+use ingestwatch_sim::TempCluster;
 
 /// Triggers off (false) and on (true), in the order run: symmetric, so a
 /// linear drift in the machine's speed hits both alike.

@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::procfs;
 use super::round2;
-use crate::db;
+use ingestwatch_server::db;
 
 /// Longest wait for subscribers to receive the last seq after the writers stop.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);

@@ -1,5 +1,6 @@
-//! The benchmark suite (`ingestwatch bench`): one command, several modes
-//! (`--mode`), every result printed as Markdown tables (and `--json`).
+//! The benchmark suite (the `ingestwatch-bench` binary): one command, several
+//! modes (`--mode`, see [`args`]), every result printed as Markdown tables
+//! (and `--json`).
 //!
 //! - [`latency`]: commit → WebSocket receipt latency, loss, duplicates, and
 //!   the highest sustained rate under a p99 bound;
@@ -15,6 +16,7 @@
 //! leftovers (freed but retained memory, queues) never flatter the next.
 //! Every table carries the 1-minute load average: the machine is shared.
 
+pub mod args;
 mod latency;
 mod memory;
 mod procfs;
@@ -28,9 +30,9 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::config::{BenchArgs, BenchMode, BenchServer};
-use crate::db;
-use crate::demo::pgtemp::TempCluster;
+use args::{BenchArgs, BenchMode, BenchServer};
+use ingestwatch_server::db;
+use ingestwatch_sim::TempCluster;
 use server::Running;
 
 /// Everything measured, as printed and as written to `--json`.
@@ -339,7 +341,7 @@ async fn server_modes(
 }
 
 fn print_report(rep: &Report) {
-    println!("## ingestwatch bench, {}", rep.date);
+    println!("## ingestwatch-bench, {}", rep.date);
     println!();
     println!(
         "- machine: {} CPUs (available_parallelism), {}; load average (1 min) {} at the start, {} at the end",
@@ -354,7 +356,7 @@ fn print_report(rep: &Report) {
     println!(
         "- server: {}",
         match rep.server {
-            BenchServer::Child => "`ingestwatch serve` in a child process: server cpu % and RSS are its own; load-gen cpu % is the bench process (writers, subscribers, HTTP clients)",
+            BenchServer::Child => "the server (`ingestwatch-bench serve`) in a child process: server cpu % and RSS are its own; load-gen cpu % is the bench process (writers, subscribers, HTTP clients)",
             BenchServer::InProcess => "in the bench process: cpu % and RSS include the writers and subscribers",
         }
     );

@@ -1,5 +1,14 @@
-//! The `ingestwatch` binary: parses the CLI, sets up tracing and dispatches.
-//! All the work lives in the library.
+//! The `ingestwatch` binary: parses the CLI ([`args`]), sets up tracing and
+//! dispatches. `serve` and `migrate` call the server library
+//! (`ingestwatch-server`); `demo` ([`demo`]) and `simulate` also use the
+//! simulator and throwaway cluster (`ingestwatch-sim`); `tail` ([`tail`]) is
+//! the reference WebSocket subscriber; `token` mints a token; `probe` is a container health check. The benchmark
+//! suite is its own binary, `ingestwatch-bench` (`tools/bench`).
+
+mod args;
+mod demo;
+mod probe;
+mod tail;
 
 use std::time::Duration;
 
@@ -7,8 +16,9 @@ use anyhow::Context;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use ingestwatch::config::{Cli, Command};
-use ingestwatch::{db, demo, server, telemetry};
+use args::{Cli, Command};
+use ingestwatch_server::{db, server, telemetry};
+use ingestwatch_sim::simulate;
 
 /// Errors end the process with one line on stderr (never a backtrace) and exit code 1.
 #[tokio::main]
@@ -48,7 +58,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             server::run(listener, &args.database_url, args.server, shutdown).await
         }
         Command::Demo(args) => demo::run(args, shutdown_on_signal()).await,
-        Command::Bench(args) => ingestwatch::bench::run(args).await,
         Command::Tail(args) => {
             let shutdown = CancellationToken::new();
             let token = shutdown.clone();
@@ -57,26 +66,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 token.cancel();
             });
             let mut out = std::io::stdout();
-            if let Err(e) = ingestwatch::tail::run(&args, &mut out, shutdown).await {
+            if let Err(e) = tail::run(&args, &mut out, shutdown).await {
                 eprintln!("tail: {e}");
                 std::process::exit(e.exit_code());
             }
             Ok(())
         }
         Command::Token(args) => {
-            println!("{}", ingestwatch::auth::mint(&args)?);
+            println!("{}", ingestwatch_server::auth::mint(&args.claims())?);
             Ok(())
         }
+        Command::Probe(args) => std::process::exit(probe::run(&args).await),
         Command::Simulate(args) => {
             let shutdown = shutdown_on_signal();
-            let opts = demo::simulate::SimOptions {
+            let opts = simulate::SimOptions {
                 rate: args.rate,
                 duration: args.duration.map(Duration::from_secs),
                 writers: args.writers,
                 seed: args.seed,
             };
-            let stats =
-                demo::simulate::run(&args.database_url, opts, shutdown.cancelled_owned()).await?;
+            let stats = simulate::run(&args.database_url, opts, shutdown.cancelled_owned()).await?;
             println!("{}", serde_json::to_string(&stats)?);
             Ok(())
         }
