@@ -105,7 +105,9 @@ async fn heavy_reads_go_to_the_replica_live_figures_stay_on_the_primary_and_a_lo
         .batch_execute("select 1")
         .await
         .expect("replica alive");
-    let admin = ingestwatch_server::db::connect(&admin_url()).await.expect("admin");
+    let admin = ingestwatch_server::db::connect(&admin_url())
+        .await
+        .expect("admin");
     admin
         .batch_execute(&format!("drop database {} with (force)", replica.name))
         .await
@@ -266,7 +268,9 @@ async fn a_streaming_standby_serves_heavy_reads_until_it_lags_and_is_refused_as_
         .await
         .expect("db");
     let owner_url = primary.url_for("iw_rep");
-    let mut owner = ingestwatch_server::db::connect(&owner_url).await.expect("owner");
+    let mut owner = ingestwatch_server::db::connect(&owner_url)
+        .await
+        .expect("owner");
     ingestwatch_server::db::migrate::run(&mut owner)
         .await
         .expect("migrate");

@@ -139,7 +139,9 @@ async fn every_server_connection_and_migrate_run_over_tls() {
     let server = TestServer::start_at(&url, opts, "127.0.0.1:0".parse().expect("addr")).await;
 
     let pipe = Pipeline {
-        client: ingestwatch_server::db::connect(&url).await.expect("pipeline"),
+        client: ingestwatch_server::db::connect(&url)
+            .await
+            .expect("pipeline"),
     };
     let src: i64 = pipe
         .client

@@ -38,13 +38,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use chrono::{Datelike, NaiveDateTime, NaiveTime, Utc};
+use ingestwatch_server::db::Target;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use tokio::sync::{watch, Semaphore};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_postgres::types::ToSql;
-use ingestwatch_server::db::Target;
 use tokio_postgres::{Client, GenericClient, Statement};
 
 /// Options of [`run`].
