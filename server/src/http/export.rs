@@ -21,8 +21,9 @@ use serde_json::{Map, Value};
 
 use crate::auth::Principal;
 use crate::db::queries::{self, Kind, PageSpec};
+use crate::db::rows::CsvCells;
 use crate::error::AppError;
-use crate::export::jobs::{Exports, JobStatus, JobView};
+use crate::export::jobs::{Exports, JobDeps, JobStatus, JobView};
 use crate::export::{csv_body, ExportPlan, ReadTx, SYNC_MAX_ROWS};
 use crate::http::lists::errors::ErrorParams;
 use crate::http::lists::records::RecordParams;
@@ -108,8 +109,14 @@ pub async fn csv(
         include_payload: req.include_payload,
     });
     let rows = tx.client().query_raw(&q.sql, q.params()).await?;
-    let body = csv_body(tx, rows, kind, req.include_payload)
-        .map_err(|e| AppError::Internal(format!("csv header: {e}")))?;
+    let body = csv_body(
+        tx,
+        rows,
+        kind,
+        req.include_payload,
+        CsvCells::raw_if(st.options.csv_raw_formulas),
+    )
+    .map_err(|e| AppError::Internal(format!("csv header: {e}")))?;
     Ok(csv_response(body, &format!("{}.csv", kind.name()), None))
 }
 
@@ -223,12 +230,18 @@ pub async fn start(
         resolve(&client, &principal, req.sources.as_deref(), req.filters).await?
     };
     let job = Exports::start(
-        &st,
+        &JobDeps {
+            exports: st.exports.clone(),
+            pool: st.read_pool().clone(),
+            hub: st.hub.clone(),
+            shutdown: st.shutdown.clone(),
+        },
         ExportPlan {
             kind,
             filters,
             order: req.order,
             include_payload: req.include_payload,
+            cells: CsvCells::raw_if(st.options.csv_raw_formulas),
         },
         principal.subject.clone(),
     );
