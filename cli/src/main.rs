@@ -20,14 +20,29 @@ use args::{Cli, Command};
 use ingestwatch_server::{db, server, telemetry};
 use ingestwatch_sim::simulate;
 
+/// Errors end the process with one line on stderr (never a backtrace) and exit code 1.
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ingestwatch: {}", db::connect::one_line(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Migrate(args) => {
-            let mut client = db::connect(&args.database_url).await?;
-            let applied = db::migrate::run(&mut client).await?;
+            let mut client = db::connect(&args.database_url)
+                .await
+                .map_err(|e| anyhow::anyhow!("DATABASE_URL: {e:#}"))?;
+            let applied = db::migrate::run(&mut client)
+                .await
+                .map_err(|e| anyhow::anyhow!("DATABASE_URL: {}", db::connect::one_line(&e)))?;
             if applied.is_empty() {
                 println!("database is up to date");
             } else {

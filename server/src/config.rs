@@ -47,6 +47,24 @@ pub struct ServerOptions {
     /// Recent events kept in memory for resuming subscribers (older ones come from the outbox).
     #[arg(long, env = "INGESTWATCH_EVENT_RING", default_value_t = 8192)]
     pub event_ring: usize,
+    /// Direct (session) PostgreSQL URL of the primary for the LISTEN connection,
+    /// the rollup writer and the alerts leader (default: DATABASE_URL). Set it
+    /// when DATABASE_URL goes through a pooler in transaction mode.
+    #[arg(long, env = "LISTEN_DATABASE_URL", hide_env_values = true)]
+    pub listen_database_url: Option<String>,
+    /// PostgreSQL URL of a read replica for lists, drill-downs, trends and
+    /// exports (live figures, the event stream and the monitor's writes stay
+    /// on the primary). Unreachable or lagging: reads fall back to the primary.
+    #[arg(long, env = "REPLICA_DATABASE_URL", hide_env_values = true)]
+    pub replica_database_url: Option<String>,
+    /// Replica replay lag (ms) above which heavy reads go to the primary.
+    #[arg(long, env = "INGESTWATCH_REPLICA_MAX_LAG_MS", default_value_t = 30_000)]
+    pub replica_max_lag_ms: u64,
+    /// What DATABASE_URL goes through: `session` (PostgreSQL itself, or a
+    /// session pooler) or `transaction` (PgBouncer pool_mode=transaction,
+    /// Supabase port 6543): each pooled use then runs in one transaction.
+    #[arg(long, env = "INGESTWATCH_POOLER_MODE", value_enum, default_value_t = crate::db::PoolerMode::Session)]
+    pub pooler_mode: crate::db::PoolerMode,
     /// Connections in the read pool (REST queries, catch-up of resuming subscribers).
     #[arg(long, env = "INGESTWATCH_POOL_SIZE", default_value_t = 16)]
     pub pool_size: usize,

@@ -56,6 +56,10 @@ pub struct Metrics {
     pub alerts_pending: Gauge,
     /// 1 while this replica is the alerts leader.
     pub alerts_leader: Gauge,
+    /// Replay lag of the read replica at the last check, in seconds.
+    pub replica_lag_seconds: Gauge<f64, AtomicU64>,
+    /// 1 while heavy reads go to the read replica (0: to the primary).
+    pub replica_healthy: Gauge,
     /// Alert transitions recorded by this replica (as leader).
     pub alert_transitions: Counter,
     /// Evaluation ticks run by this replica (as leader).
@@ -185,6 +189,16 @@ impl Default for Metrics {
             alerts_leader: reg!(
                 "alerts_leader",
                 "1 while this replica is the alerts leader",
+                Gauge::default()
+            ),
+            replica_lag_seconds: reg!(
+                "replica_lag_seconds",
+                "Replay lag of the read replica at the last check in seconds",
+                Gauge::<f64, AtomicU64>::default()
+            ),
+            replica_healthy: reg!(
+                "replica_healthy",
+                "1 while heavy reads go to the read replica (0: to the primary)",
                 Gauge::default()
             ),
             alert_transitions: reg!(

@@ -41,7 +41,9 @@ pub fn state(
         database_url,
         options.pool_size,
         Duration::from_millis(options.statement_timeout_ms),
-    )?;
+        options.pooler_mode,
+    )
+    .map_err(|e| anyhow::anyhow!("DATABASE_URL: {e}"))?;
     let auth = Arc::new(crate::auth::Auth::from_options(
         &options.auth,
         options.listen,
@@ -50,7 +52,21 @@ pub fn state(
         options.auth.max_connections,
         options.auth.max_connections_per_token,
     ));
+    let replica = match &options.replica_database_url {
+        Some(url) => Some(Arc::new(db::replica::Replica::new(
+            db::pool(
+                url,
+                options.pool_size,
+                Duration::from_millis(options.statement_timeout_ms),
+                options.pooler_mode,
+            )
+            .map_err(|e| anyhow::anyhow!("REPLICA_DATABASE_URL: {e}"))?,
+            i64::try_from(options.replica_max_lag_ms).unwrap_or(i64::MAX),
+        ))),
+        None => None,
+    };
     Ok(AppState {
+        replica,
         auth,
         limits,
         alerts: Arc::new(Alerts::new(rules)),
@@ -76,7 +92,30 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let st = state(database_url, options, shutdown.clone())?;
+    // LISTEN, the rollup writer and the alerts leader need a direct session
+    // on the primary; the pool may go through a transaction pooler.
+    let direct_url = st
+        .options
+        .listen_database_url
+        .clone()
+        .unwrap_or_else(|| database_url.to_string());
+    let direct_url = direct_url.as_str();
+    db::preflight::check(
+        &st.pool,
+        database_url,
+        direct_url,
+        db::preflight::Settings::new(st.options.listen_database_url.is_some()),
+    )
+    .await?;
     let tasks = shutdown.child_token();
+    let replica = st.replica.clone().map(|r| {
+        let metrics = st.metrics.clone();
+        let cancel = tasks.clone();
+        tokio::spawn(async move {
+            r.check(&metrics).await; // first verdict (and its log line) at once
+            db::replica::watch(r, metrics, cancel).await
+        })
+    });
     // Every task's span names the database it works on.
     let db_name = db::parse_url(database_url)
         .ok()
@@ -84,7 +123,7 @@ pub async fn run(
         .unwrap_or_default();
     let listen = tokio::spawn(
         Listener {
-            url: database_url.to_string(),
+            url: direct_url.to_string(),
             live: st.live.clone(),
             hub: st.hub.clone(),
             status: st.status.clone(),
@@ -96,7 +135,7 @@ pub async fn run(
     let ticker = tokio::spawn(kpi_ticker(st.clone(), tasks.clone()));
     let rollups = tokio::spawn(
         RollupWriter {
-            url: database_url.to_string(),
+            url: direct_url.to_string(),
             live: st.live.clone(),
             status: st.status.clone(),
             metrics: st.metrics.clone(),
@@ -115,7 +154,7 @@ pub async fn run(
             metrics: st.metrics.clone(),
             alerts: st.alerts.clone(),
         },
-        database_url,
+        direct_url,
         &tasks,
     );
     tracing::info!(
@@ -139,6 +178,9 @@ pub async fn run(
         let _ = listen.await;
         let _ = ticker.await;
         let _ = rollups.await;
+        if let Some(r) = replica {
+            let _ = r.await;
+        }
         for t in alerts {
             let _ = t.await;
         }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use deadpool_postgres::Pool;
+use crate::db::Pool;
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::Alerts;
@@ -20,6 +20,8 @@ use crate::metrics::Metrics;
 pub struct AppState {
     /// Read pool for REST queries and subscriber catch-up.
     pub pool: Pool,
+    /// The read replica for heavy reads, if configured (see [`AppState::read_pool`]).
+    pub replica: Option<Arc<crate::db::replica::Replica>>,
     /// Live aggregates.
     pub live: Arc<Live>,
     /// Topics and subscribers.

@@ -49,11 +49,11 @@ use anyhow::Context;
 use futures_util::StreamExt;
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot, Notify};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use deadpool_postgres::Pool;
+use crate::db::Pool;
 
 use crate::db;
 use crate::hub::Hub;
@@ -212,7 +212,7 @@ async fn sync(st: Deps, cancel: CancellationToken) {
         let step = async {
             let mut client = st.pool.get().await.context("pool")?;
             if !st.alerts.view.loaded() {
-                let (active, last) = store::active(&mut client).await?;
+                let (active, last) = store::active(client.object_mut()).await?;
                 st.alerts.view.load(active, last, &st.hub, &st.metrics);
                 return anyhow::Ok(false);
             }
@@ -267,15 +267,13 @@ async fn coordinator(st: Deps, url: String, cancel: CancellationToken) {
 /// One connection's life: LISTEN, wait for the lock, then lead until the
 /// connection ends or the server stops.
 async fn session(st: &Deps, url: &str, cancel: &CancellationToken) -> anyhow::Result<()> {
-    let mut cfg = db::parse_url(url)?;
-    cfg.application_name(APPLICATION_NAME);
-    cfg.connect_timeout(Duration::from_secs(5));
-    cfg.keepalives_idle(Duration::from_secs(10));
-    cfg.options("-c statement_timeout=10000 -c lock_timeout=2000 -c idle_in_transaction_session_timeout=30000");
-    let (mut client, mut connection) = cfg
-        .connect(NoTls)
-        .await
-        .context("connecting the alerts session")?;
+    let (mut client, mut connection) = db::connect_raw(url, |cfg| {
+        cfg.application_name(APPLICATION_NAME);
+        cfg.keepalives_idle(Duration::from_secs(10));
+        cfg.options("-c statement_timeout=10000 -c lock_timeout=2000 -c idle_in_transaction_session_timeout=30000");
+    })
+    .await
+    .context("connecting the alerts session")?;
     let (closed_tx, mut closed) = oneshot::channel::<()>();
     let bell = st.clone();
     tokio::spawn(

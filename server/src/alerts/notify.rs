@@ -164,7 +164,7 @@ pub async fn send(http: &reqwest::Client, r: &Receiver, t: &Transition, attempt:
 /// One receiver's worker: delivers its undelivered rows in order until
 /// `cancel` (leadership lost or shutdown).
 pub async fn worker(
-    pool: deadpool_postgres::Pool,
+    pool: crate::db::Pool,
     writer: Writer,
     receiver: Receiver,
     doorbell: Arc<Notify>,

@@ -195,7 +195,7 @@ pub struct JobDeps {
     /// The registry the job is held in.
     pub exports: Arc<Exports>,
     /// Read pool.
-    pub pool: deadpool_postgres::Pool,
+    pub pool: crate::db::Pool,
     /// Where progress frames go (WS topic `exports`).
     pub hub: Arc<Hub>,
     /// Cancelled when the server shuts down (cancels the job).

@@ -134,7 +134,7 @@ pub async fn run(
     ApiQuery(_): ApiQuery<NoParams>,
 ) -> Result<Json<RunDetail>, AppError> {
     let id = path_id(path)?;
-    let client = st.pool.get().await?;
+    let client = st.read_pool().get().await?;
     let filters = resolve(
         &client,
         &principal,
@@ -273,7 +273,7 @@ pub async fn record(
 ) -> Result<Json<RecordDetail>, AppError> {
     let id = path_id(path)?;
     let may_see_payload = principal.require_operator().is_ok();
-    let client = st.pool.get().await?;
+    let client = st.read_pool().get().await?;
     let scope = resolve(&client, &principal, None, Filters::default())
         .await?
         .source_ids;

@@ -80,9 +80,9 @@ pub async fn csv(
             .map_err(|e| AppError::invalid("query", format!("malformed query string: {e}")))?;
     refuse_limit(&pairs)?;
     let req = export_request(kind, pairs)?;
-    let client = st.pool.get().await?;
+    let client = st.read_pool().get().await?;
     let filters = resolve(&client, &principal, req.sources.as_deref(), req.filters).await?;
-    let tx = ReadTx::begin(client).await?;
+    let tx = ReadTx::begin(client.into_object()).await?;
     let count = queries::count_capped(kind, &filters, SYNC_MAX_ROWS + 1);
     let n: i64 = tx
         .client()
@@ -226,13 +226,13 @@ pub async fn start(
         ));
     }
     let filters = {
-        let client = st.pool.get().await?;
+        let client = st.read_pool().get().await?;
         resolve(&client, &principal, req.sources.as_deref(), req.filters).await?
     };
     let job = Exports::start(
         &JobDeps {
             exports: st.exports.clone(),
-            pool: st.pool.clone(),
+            pool: st.read_pool().clone(),
             hub: st.hub.clone(),
             shutdown: st.shutdown.clone(),
         },

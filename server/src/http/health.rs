@@ -20,12 +20,16 @@ pub async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
         .connected
         .load(std::sync::atomic::Ordering::Acquire);
     let warm = st.status.warm.load(std::sync::atomic::Ordering::Acquire);
-    let body = Json(json!({
+    let mut body = json!({
         "ready": connected && warm,
         "listener_connected": connected,
         "warm": warm,
         "seq": st.live.seq(),
-    }));
+    });
+    if let Some(r) = &st.replica {
+        body["replica"] = r.report();
+    }
+    let body = Json(body);
     let status = if connected && warm {
         StatusCode::OK
     } else {

@@ -32,7 +32,7 @@ pub async fn trends(
     if !st.status.warm.load(std::sync::atomic::Ordering::Acquire) {
         return Err(AppError::Unavailable("live figures are warming up".into()));
     }
-    let mut client = st.pool.get().await?;
+    let mut client = st.read_pool().get().await?;
     let trend = query::run(
         &mut client,
         &st.live,

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use deadpool_postgres::Pool;
+use crate::db::Pool;
 
 use super::{EventFilter, EventFrame, Hub, Resume, Subscriber};
 use crate::listen::event::{Event, COLUMNS};

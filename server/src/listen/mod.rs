@@ -24,7 +24,7 @@ use anyhow::Context;
 use futures_util::StreamExt;
 use rand::Rng;
 use tokio::sync::{oneshot, Notify};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -134,14 +134,12 @@ impl Listener {
     }
 
     async fn connect(&self) -> anyhow::Result<Conn> {
-        let mut cfg = db::parse_url(&self.url)?;
-        cfg.application_name(APPLICATION_NAME);
-        cfg.connect_timeout(Duration::from_secs(5));
-        cfg.keepalives_idle(Duration::from_secs(10));
-        let (client, mut connection) = cfg
-            .connect(NoTls)
-            .await
-            .context("connecting the listener")?;
+        let (client, mut connection) = db::connect_raw(&self.url, |cfg| {
+            cfg.application_name(APPLICATION_NAME);
+            cfg.keepalives_idle(Duration::from_secs(10));
+        })
+        .await
+        .context("connecting the listener")?;
         let doorbell = Arc::new(Notify::new());
         let (closed_tx, closed) = oneshot::channel();
         let bell = doorbell.clone();

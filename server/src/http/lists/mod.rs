@@ -149,7 +149,7 @@ pub async fn fetch_page(
     principal: &Principal,
     req: &ListRequest,
 ) -> Result<Page<Item>, AppError> {
-    let client = st.pool.get().await?;
+    let client = st.read_pool().get().await?;
     let filters = resolve(
         &client,
         principal,

@@ -165,7 +165,7 @@ pub async fn list(
     let requested = params::names("source", p.source.as_deref())?;
     let kinds = params::names("kind", p.kind.as_deref())?;
 
-    let client = st.pool.get().await?;
+    let client = st.read_pool().get().await?;
     let filters = resolve(
         &client,
         &principal,

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rand::Rng;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -120,14 +120,12 @@ impl RollupWriter {
     }
 
     async fn connect(&self, name: &str) -> anyhow::Result<Client> {
-        let mut cfg = db::parse_url(&self.url)?;
-        cfg.application_name(name);
-        cfg.connect_timeout(Duration::from_secs(5));
-        cfg.keepalives_idle(Duration::from_secs(10));
-        let (client, conn) = cfg
-            .connect(NoTls)
-            .await
-            .context("connecting the rollup writer")?;
+        let (client, conn) = db::connect_raw(&self.url, |cfg| {
+            cfg.application_name(name);
+            cfg.keepalives_idle(Duration::from_secs(10));
+        })
+        .await
+        .context("connecting the rollup writer")?;
         tokio::spawn(
             async move {
                 if let Err(e) = conn.await {

@@ -38,13 +38,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use chrono::{Datelike, NaiveDateTime, NaiveTime, Utc};
+use ingestwatch_server::db::Target;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use tokio::sync::{watch, Semaphore};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Config, GenericClient, NoTls, Statement};
+use tokio_postgres::{Client, GenericClient, Statement};
 
 /// Options of [`run`].
 #[derive(Debug, Clone)]
@@ -126,12 +127,7 @@ pub async fn run(
             opts.rate
         );
     }
-    let mut config: Config = database_url
-        .parse()
-        .context("parsing the simulator's database URL")?;
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(5));
-    }
+    let target = Target::parse(database_url).context("the simulator's database URL")?;
     let writers = opts.writers.max(1);
     let started = Instant::now();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -151,9 +147,11 @@ pub async fn run(
     let pacer = tokio::spawn(pace(shared.clone(), opts.rate, writers, stop_rx.clone()));
     let tasks: Vec<_> = (0..writers)
         .map(|index| {
-            let mut config = config.clone();
-            config.application_name(format!("ingestwatch-sim-{index}"));
-            let writer = Writer::new(index, opts.seed, config, shared.clone(), stop_rx.clone());
+            let mut target = target.clone();
+            target
+                .config
+                .application_name(format!("ingestwatch-sim-{index}"));
+            let writer = Writer::new(index, opts.seed, target, shared.clone(), stop_rx.clone());
             tokio::spawn(writer.run())
         })
         .collect();

@@ -123,7 +123,7 @@ pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(5);
 pub(crate) struct Writer {
     pub(crate) index: usize,
     pub(crate) rng: StdRng,
-    pub(crate) config: Config,
+    pub(crate) target: Target,
     pub(crate) shared: Arc<Shared>,
     pub(crate) stop: watch::Receiver<bool>,
     pub(crate) runs: Vec<RunState>,
@@ -137,7 +137,7 @@ impl Writer {
     pub(crate) fn new(
         index: usize,
         seed: u64,
-        config: Config,
+        target: Target,
         shared: Arc<Shared>,
         stop: watch::Receiver<bool>,
     ) -> Writer {
@@ -145,7 +145,7 @@ impl Writer {
         Writer {
             index,
             rng: StdRng::seed_from_u64(stream),
-            config,
+            target,
             shared,
             stop,
             runs: Vec::new(),
@@ -233,7 +233,7 @@ impl Writer {
 
     /// Connects, makes sure the sources exist and prepares the statements.
     pub(crate) async fn connect(&self) -> Result<Conn> {
-        let (client, connection) = self.config.connect(NoTls).await.context("connecting")?;
+        let (client, connection) = self.target.connect().await.context("connecting")?;
         let index = self.index;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
