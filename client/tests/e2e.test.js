@@ -113,6 +113,12 @@ test('killing and restarting the server: reconnecting state, then resumes withou
   await openWall(page);
   await page.evaluate(() => { window.__noReload = 'still here'; });
   const received = Number((await tiles(page)).received);
+  // the page has loaded (its charts' requests are answered), so the kill cuts only the socket
+  await page.waitForFunction(() => {
+    const charts = [...document.querySelectorAll('#wall-charts [data-chart]')];
+    return charts.length > 0 && charts.every((c) => Number(c.dataset.drawn) > 0);
+  });
+  await page.waitForSelector('#wrong-now[data-loaded="true"]');
 
   await env.kill();
   await page.waitForSelector('#status[data-state="stale"]', { timeout: 5000 });

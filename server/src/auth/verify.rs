@@ -72,6 +72,14 @@ impl Auth {
                 "no JWT key configured: set INGESTWATCH_JWT_SECRET, INGESTWATCH_JWT_PUBLIC_KEY or \
                  INGESTWATCH_JWKS_URL (or --auth-disabled on a loopback address)"
             );
+        } else if o.jwt_audience.is_none() && o.jwt_issuer.is_none() {
+            // Issue 16.16: fail-open is allowed (a dedicated HS256 secret is
+            // enough on its own) but must not go unnoticed.
+            tracing::warn!(
+                "neither INGESTWATCH_JWT_AUDIENCE (--jwt-audience) nor INGESTWATCH_JWT_ISSUER \
+                 (--jwt-issuer) is set: any token the key verifies is accepted, including tokens \
+                 the identity provider issued for any application; set one or both"
+            );
         }
         let hmac = match &o.jwt_secret {
             Some(s) if s.len() < 16 => {

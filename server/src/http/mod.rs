@@ -10,6 +10,7 @@ pub mod export;
 pub mod exposition;
 pub mod health;
 pub mod lists;
+pub mod local;
 pub mod openapi;
 pub mod params;
 pub mod session;
@@ -63,12 +64,20 @@ pub fn app(state: AppState) -> Router {
             Duration::from_secs(30),
         ));
     let cors = cors(&state.options.auth.cors_origins);
-    Router::new()
+    let mut router = Router::new()
         .route("/ws", get(ws::upgrade))
         // Long-lived: outside the request timeout layer.
         .route("/api/stream", get(sse::stream))
         .merge(api)
-        .merge(assets::routes())
+        .merge(assets::routes());
+    if state.options.auth.auth_disabled {
+        // Without tokens, only loopback hosts and origins (see local.rs).
+        router = router.layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            local::guard,
+        ));
+    }
+    router
         .layer(cors)
         .layer(RequestBodyLimitLayer::new(64 * 1024))
         .layer(SetResponseHeaderLayer::if_not_present(
