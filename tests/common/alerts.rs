@@ -276,3 +276,25 @@ pub fn signature_ok(r: &Received, secret: &str) -> bool {
         .collect();
     bytes.is_some_and(|b| mac.verify_slice(&b).is_ok())
 }
+
+pub const T: Duration = Duration::from_secs(20);
+
+pub fn rules(body: &str) -> String {
+    format!("[settings]\ninterval = \"100ms\"\nsync_interval = \"200ms\"\nleader_retry = \"200ms\"\n\n{body}")
+}
+
+pub async fn set_interval(db: &TestDb, name: &str, every: &str) {
+    db.client
+        .execute(
+            "update ingest.sources set expected_interval = $2::text::interval where name = $1",
+            &[&name, &every],
+        )
+        .await
+        .expect("interval");
+}
+
+pub async fn backlog(db: &TestDb, p: &Pipeline, src: i64, n: i64) -> Vec<i64> {
+    let _ = db;
+    let run = p.run(src).await;
+    p.records(run, src, n).await
+}

@@ -329,24 +329,7 @@ mod tests {
     }
 
     fn transition() -> Transition {
-        Transition {
-            id: 7,
-            rule: "lag".into(),
-            instance: "crm".into(),
-            condition: "lag_p95".into(),
-            source: Some("crm".into()),
-            sources: vec!["crm".into()],
-            from: StateName::Pending,
-            state: StateName::Firing,
-            value: Some(2500.0),
-            threshold: 1000.0,
-            unit: "ms".into(),
-            severity: Severity::Critical,
-            labels: json!({"team": "data"}),
-            summary: Some("slow".into()),
-            at: "2026-11-26T10:00:00.000Z".into(),
-            idempotency_key: "iw-abc".into(),
-        }
+        crate::alerts::record::tests::sample()
     }
 
     #[test]

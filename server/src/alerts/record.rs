@@ -156,12 +156,13 @@ impl<'a> FromSql<'a> for Severity {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    #[test]
-    fn wire_shapes_are_the_ones_the_api_always_sent() {
-        let t = Transition {
+    /// A `lag_p95` transition for `crm`, pending to firing at 2500 ms over
+    /// 1000 ms, summary "slow": the one fixture the alert unit tests share.
+    pub(crate) fn sample() -> Transition {
+        Transition {
             id: 7,
             rule: "lag".into(),
             instance: "crm".into(),
@@ -170,14 +171,23 @@ mod tests {
             sources: vec!["crm".into()],
             from: StateName::Pending,
             state: StateName::Firing,
-            value: None,
+            value: Some(2500.0),
             threshold: 1000.0,
             unit: "ms".into(),
             severity: Severity::Critical,
             labels: serde_json::json!({"team": "data"}),
-            summary: None,
+            summary: Some("slow".into()),
             at: "2026-11-26T10:00:00.000Z".into(),
             idempotency_key: "iw-abc".into(),
+        }
+    }
+
+    #[test]
+    fn wire_shapes_are_the_ones_the_api_always_sent() {
+        let t = Transition {
+            value: None,
+            summary: None,
+            ..sample()
         };
         assert_eq!(
             serde_json::to_string(&t).expect("json"),
