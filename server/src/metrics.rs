@@ -22,6 +22,9 @@ pub struct Metrics {
     pub notifications: Counter,
     /// Times the listener connection was re-established.
     pub listener_reconnects: Counter,
+    /// Times the live aggregates were re-read from the base tables while
+    /// running (a TRUNCATE, or a database that went back in time).
+    pub rewarms: Counter,
     /// 1 while the LISTEN connection is up.
     pub listener_connected: Gauge,
     /// Open holes in the seq sequence (transactions in flight or just rolled back).
@@ -116,6 +119,11 @@ impl Default for Metrics {
             listener_reconnects: reg!(
                 "listener_reconnects",
                 "LISTEN connection re-established",
+                Counter::default()
+            ),
+            rewarms: reg!(
+                "rewarms",
+                "Live aggregates re-read from the base tables while running (TRUNCATE, database back in time)",
                 Counter::default()
             ),
             listener_connected: reg!(

@@ -117,6 +117,20 @@ impl Live {
         *cur = st;
     }
 
+    /// Replaces the aggregates with a re-read of the base tables (after a
+    /// TRUNCATE, see `listen`), keeping the delivered watermark and the count
+    /// of applied events.
+    pub fn rewarm(&self, sources: Vec<SourceInfo>, contributions: &[Contribution], now_sec: i64) {
+        let mut series: HashMap<i64, Series> = HashMap::new();
+        for c in contributions {
+            series.entry(c.source_id).or_default().apply(c, now_sec);
+        }
+        let mut st = self.write();
+        st.sources = sources.into_iter().map(|s| (s.id, s)).collect();
+        st.series = series;
+        st.version += 1;
+    }
+
     /// Replaces the known sources (after a change to `ingest.sources`).
     pub fn set_sources(&self, sources: Vec<SourceInfo>) {
         let mut st = self.write();
