@@ -54,6 +54,25 @@ pub async fn sources<C: GenericClient>(
         .collect())
 }
 
+/// The newest `received_at` (epoch ms, floored like `monitor.epoch_ms`) of
+/// each source in `ids` (every source when None), by index. A maximum cannot
+/// be kept from contributions alone when the newest record is deleted or
+/// moved: the listener re-reads it then.
+pub async fn last_received<C: GenericClient>(
+    client: &C,
+    ids: Option<&[i64]>,
+) -> Result<Vec<(i64, Option<i64>)>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "select s.id, (select floor(extract(epoch from max(received_at)) * 1000)::bigint
+                             from ingest.raw_records where source_id = s.id)
+               from ingest.sources s where $1::bigint[] is null or s.id = any($1)",
+            &[&ids],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
 /// Waits until no transaction that could hold a seq <= the current max is
 /// running; returns that max (`d0`).
 pub async fn settle(client: &Client) -> Result<i64, tokio_postgres::Error> {
@@ -178,18 +197,10 @@ pub async fn load(
         }
     }
     // Newest record per source, by index, regardless of windows.
-    for r in tx
-        .query(
-            "select s.id, (select floor(extract(epoch from max(received_at)) * 1000)::bigint
-                             from ingest.raw_records where source_id = s.id)
-               from ingest.sources s",
-            &[],
-        )
-        .await?
-    {
-        if let Some(ms) = r.get::<_, Option<i64>>(1) {
+    for (source_id, ms) in last_received(&tx, None).await? {
+        if let Some(ms) = ms {
             contributions.push(Contribution {
-                source_id: r.get(0),
+                source_id,
                 metric: Metric::LastReceived,
                 sec: None,
                 val: Some(ms),

@@ -203,6 +203,9 @@ impl Listener {
         // not have been loaded: reload on every (re)connect.
         self.live
             .set_sources(db::warm::sources(&conn.client).await?);
+        // Likewise a newest record deleted just before: re-read the maxima.
+        self.live
+            .set_last_received(&db::warm::last_received(&conn.client, None).await?);
         let read = conn
             .client
             .prepare(&READ_SQL.replace("COLS", COLUMNS))
@@ -327,12 +330,25 @@ impl Listener {
         let rewarm = fed.apply.iter().any(Event::is_truncate);
         // Apply before any further I/O: the sequencer now counts these events
         // as seen, so a connection lost below must not skip their KPIs.
+        let mut stale = Vec::new();
         if !fed.apply.is_empty() {
             let now_sec = chrono::Utc::now().timestamp();
             for e in &fed.apply {
-                self.live.apply(&e.contributions(), now_sec);
+                let contributions = e.contributions();
+                self.live.apply(&contributions, now_sec);
+                stale.extend(self.live.stale_last_received(&contributions));
             }
             self.metrics.events_applied.inc_by(fed.apply.len() as u64);
+        }
+        // A newest record deleted or moved away: re-read that maximum (a
+        // snapshot newer than the events applied is fine for a maximum: the
+        // inserts it already shows only raise it again when applied, and
+        // deletions it shows trigger another re-read).
+        if !stale.is_empty() && !rewarm {
+            stale.sort_unstable();
+            stale.dedup();
+            let newest = db::warm::last_received(client, Some(&stale)).await?;
+            self.live.set_last_received(&newest);
         }
         // Holes without a marker (new ones, or ones whose marker read was cut
         // off by a lost connection) get one now.
