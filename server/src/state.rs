@@ -84,3 +84,10 @@ pub struct AppState {
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
 }
+
+/// The verifier alone, for the authentication extractor (which so needs no `AppState`).
+impl axum::extract::FromRef<AppState> for Arc<Auth> {
+    fn from_ref(st: &AppState) -> Self {
+        st.auth.clone()
+    }
+}

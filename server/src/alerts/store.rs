@@ -102,12 +102,9 @@ impl Transition {
     }
 }
 
-/// The visibility rule shared by REST, WS and history.
+/// The visibility rule shared by REST, WS and history (it lives with `auth::Scope`).
 pub fn visible(sources: &[String], scope: Option<&std::collections::BTreeSet<String>>) -> bool {
-    match scope {
-        None => true,
-        Some(s) => !sources.is_empty() && sources.iter().all(|x| s.contains(x)),
-    }
+    crate::auth::Scope::of(scope).sees_all(sources)
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {

@@ -12,6 +12,7 @@ pub mod health;
 pub mod lists;
 pub mod openapi;
 pub mod params;
+pub mod session;
 pub mod sse;
 pub mod trends;
 pub mod ws;

@@ -1,4 +1,10 @@
-//! The WebSocket endpoint `/ws` (protocol in docs/protocol.md).
+//! The WebSocket endpoint `/ws` (protocol in docs/protocol.md): the
+//! WebSocket framing of the subscriber session in [`super::session`].
+//!
+//! What is WebSocket-specific lives here: authentication before the upgrade,
+//! client operations as JSON text frames (with a rate limit and a size
+//! limit), `auth` to refresh the token in place, ping/idle timeouts, close
+//! codes, and writes coalesced into one flush.
 //!
 //! One task per connection runs a `select!` loop over the socket, the
 //! subscriber queue, a ping ticker and shutdown. One task (rather than a
@@ -8,8 +14,6 @@
 //! stops reading is closed instead of holding anything up; the hub never
 //! waits for it either (bounded queue, `try_send`).
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -17,18 +21,17 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use futures_util::SinkExt;
-use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use serde_json::Value;
+use tracing::Instrument;
 
+use super::session::{Expiry, Frame, Frames, Session};
 use crate::auth::{self, Principal, Refusal};
 use crate::error::AppError;
-use crate::hub::catchup::{self, CatchUp};
-use crate::hub::{EventFilter, EventFrame, Outgoing, ResyncBudget, Subscriber, Topic};
+use crate::hub::{Outgoing, Topic};
 use crate::limits::Bucket;
 use crate::state::AppState;
 
-/// Protocol version announced in `hello`.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub use super::session::PROTOCOL_VERSION;
 /// Frames larger than this are refused by the WebSocket layer itself (close 1009).
 pub const HARD_FRAME_LIMIT: usize = 1 << 20;
 /// Close code: the client could not keep up even after resyncs.
@@ -96,7 +99,9 @@ pub async fn upgrade(
         .write_buffer_size(WRITE_BUFFER)
         .on_upgrade(move |socket| async move {
             st.metrics.ws_clients.inc();
-            Connection::new(st.clone(), socket, principal).run().await;
+            let conn = Connection::new(st.clone(), socket, principal);
+            let span = conn.session.span().clone();
+            conn.run().instrument(span).await;
             st.metrics.ws_clients.dec();
             drop(guard);
         }))
@@ -109,52 +114,36 @@ enum End {
 }
 
 struct Connection {
-    st: AppState,
+    session: Session,
     socket: WebSocket,
-    sub: Arc<Subscriber>,
-    rx: mpsc::Receiver<Outgoing>,
-    topics: BTreeSet<Topic>,
-    /// Highest event seq written to this client (frames at or below are dropped).
-    last_seq: i64,
-    resyncs: ResyncBudget,
     write_timeout: Duration,
-    principal: Principal,
-    /// When the current token expires (wall clock, epoch seconds).
-    expires_at: Option<i64>,
     bucket: Bucket,
     /// Frames refused by the rate limit in the current 10-second period.
     flooded: u32,
 }
 
-fn error_frame(code: &str, message: &str) -> Value {
-    json!({"type": "error", "code": code, "message": message})
-}
-
 impl Connection {
     fn new(st: AppState, socket: WebSocket, principal: Principal) -> Self {
-        let (sub, rx) = st.hub.subscriber(st.options.ws_queue as usize);
         let write_timeout = Duration::from_secs(st.options.ws_write_timeout_secs.max(1));
         let rate = st.options.auth.ws_messages_per_sec;
         Connection {
-            expires_at: principal.expires_at,
-            principal,
+            session: Session::new(st, principal, "ws"),
+            socket,
+            write_timeout,
             bucket: Bucket::new(rate, rate.saturating_mul(2)),
             flooded: 0,
-            st,
-            socket,
-            sub,
-            rx,
-            topics: BTreeSet::new(),
-            last_seq: 0,
-            resyncs: ResyncBudget::default(),
-            write_timeout,
         }
+    }
+
+    fn st(&self) -> &AppState {
+        self.session.state()
     }
 
     async fn run(mut self) {
         let end = self.serve().await;
-        self.st.hub.remove(self.sub.id);
+        self.session.leave();
         if let End::Close(code, reason) = end {
+            tracing::debug!(code, reason, "closing");
             let frame = CloseFrame {
                 code,
                 reason: Utf8Bytes::from_static(reason),
@@ -180,17 +169,11 @@ impl Connection {
     }
 
     async fn serve(&mut self) -> End {
-        let hello = json!({
-            "type": "hello",
-            "protocol": PROTOCOL_VERSION,
-            "server": concat!("ingestwatch/", env!("CARGO_PKG_VERSION")),
-            "seq": self.st.live.seq(),
-            "topics": Topic::ALL.map(Topic::name),
-        });
-        if self.send_json(&hello).await.is_err() {
+        let hello = self.session.hello(false);
+        if self.send(hello).await.is_err() {
             return End::Gone;
         }
-        let opts = self.st.options.clone();
+        let opts = self.st().options.clone();
         let mut ping = tokio::time::interval(Duration::from_secs(opts.ws_ping_secs.max(1)));
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await;
@@ -198,8 +181,7 @@ impl Connection {
         let mut last_heard = Instant::now();
         let mut second = tokio::time::interval(Duration::from_secs(1));
         second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut expiry_warned = false;
-        let shutdown = self.st.shutdown.clone();
+        let shutdown = self.st().shutdown.clone();
         loop {
             tokio::select! {
                 msg = self.socket.recv() => {
@@ -215,8 +197,8 @@ impl Connection {
                             }
                         }
                         Message::Binary(_) => {
-                            self.st.metrics.ws_bad_frames.inc();
-                            if self.send_json(&error_frame("binary_not_supported", "frames must be JSON text")).await.is_err() {
+                            self.st().metrics.ws_bad_frames.inc();
+                            if self.send(Frame::error("binary_not_supported", "frames must be JSON text")).await.is_err() {
                                 return End::Gone;
                             }
                         }
@@ -224,13 +206,13 @@ impl Connection {
                         Message::Ping(_) | Message::Pong(_) => {}
                     }
                 }
-                item = self.rx.recv() => {
+                item = self.session.recv() => {
                     let Some(item) = item else { return End::Gone };
-                    if self.write_item(item, true).await.is_err() {
-                        self.st.metrics.ws_closed_slow.inc();
+                    if self.write_item(item).await.is_err() {
+                        self.st().metrics.ws_closed_slow.inc();
                         return End::Gone;
                     }
-                    if self.sub.overflowed() && self.rx.is_empty() {
+                    if self.session.needs_resync() {
                         if let Err(end) = Box::pin(self.resync()).await {
                             return end;
                         }
@@ -246,21 +228,14 @@ impl Connection {
                 }
                 _ = second.tick() => {
                     self.flooded = self.flooded.saturating_sub(self.flooded / 10 + 1);
-                    if let Some(exp) = self.expires_at {
-                        let now = chrono::Utc::now().timestamp();
-                        let grace = opts.auth.ws_auth_grace_secs as i64;
-                        if now >= exp + grace {
-                            return End::Close(CLOSE_UNAUTHORIZED, "token expired");
-                        }
-                        if now >= exp && !expiry_warned {
-                            expiry_warned = true;
+                    match self.session.expiry(chrono::Utc::now().timestamp()) {
+                        Expiry::Valid => {}
+                        Expiry::Expired => return End::Close(CLOSE_UNAUTHORIZED, "token expired"),
+                        Expiry::Warn { grace } => {
                             let msg = format!("token expired; send {{\"op\":\"auth\",\"token\":…}} within {grace} s");
-                            if self.send_json(&error_frame("token_expired", &msg)).await.is_err() {
+                            if self.send(Frame::error("token_expired", &msg)).await.is_err() {
                                 return End::Gone;
                             }
-                        }
-                        if now < exp {
-                            expiry_warned = false;
                         }
                     }
                 }
@@ -276,27 +251,25 @@ impl Connection {
         }
     }
 
-    async fn send_json(&mut self, v: &Value) -> Result<(), ()> {
-        self.write(Message::Text(Utf8Bytes::from(v.to_string())))
-            .await
+    async fn send(&mut self, frame: Frame) -> Result<(), ()> {
+        self.write(Message::Text(frame.text)).await
     }
 
-    /// Writes `item` and, with `coalesce`, whatever else is already queued
-    /// (up to [`COALESCE`] items), with ONE flush: a subscriber that fell
-    /// behind by a few publishes catches up in one `send` instead of one per
-    /// publish (the server's CPU with subscribers was 55 % kernel, mostly
-    /// per-write TCP work). Catch-up passes false: live items queued during
-    /// it must not be written before the outbox frames that precede them.
-    async fn write_item(&mut self, item: Outgoing, coalesce: bool) -> Result<(), ()> {
+    /// Writes `item` and whatever else is already queued (up to [`COALESCE`]
+    /// items), with ONE flush: a subscriber that fell behind by a few
+    /// publishes catches up in one `send` instead of one per publish (the
+    /// server's CPU with subscribers was 55 % kernel, mostly per-write TCP
+    /// work).
+    async fn write_item(&mut self, item: Outgoing) -> Result<(), ()> {
         let deadline = self.write_timeout;
         let res = tokio::time::timeout(deadline, async {
             let mut next = Some(item);
             let mut written = 0;
             while let Some(item) = next.take() {
-                self.feed_item(item).await?;
+                feed(&mut self.socket, self.session.frames(item)).await?;
                 written += 1;
-                if coalesce && written < COALESCE {
-                    next = self.rx.try_recv().ok();
+                if written < COALESCE {
+                    next = self.session.try_recv();
                 }
             }
             self.socket.flush().await.map_err(|_| ())
@@ -308,57 +281,23 @@ impl Connection {
         }
     }
 
-    /// Feeds one queue item to the socket without flushing.
-    async fn feed_item(&mut self, item: Outgoing) -> Result<(), ()> {
-        let frame = match item {
-            Outgoing::Kpis(frame) if self.topics.contains(&Topic::Kpis) => frame,
-            Outgoing::Alerts(frame) if self.topics.contains(&Topic::Alerts) => frame,
-            Outgoing::Exports(frame) if self.topics.contains(&Topic::Exports) => frame,
-            Outgoing::Kpis(_) | Outgoing::Alerts(_) | Outgoing::Exports(_) => return Ok(()),
-            Outgoing::Events(batch) => {
-                let Some(filter) = EventFilter::for_topics(&self.topics) else {
-                    return Ok(());
-                };
-                let visible = self
-                    .principal
-                    .sources
-                    .as_ref()
-                    .map(|s| self.st.live.source_ids(s));
-                let after = self.last_seq;
-                for f in batch.iter().filter(|f| f.seq > after) {
-                    self.last_seq = f.seq;
-                    if !filter.passes(f) {
-                        continue;
-                    }
-                    if let Some(text) = scoped(f, visible.as_ref()) {
-                        self.socket
-                            .feed(Message::Text(text))
-                            .await
-                            .map_err(|_| ())?;
-                    }
-                }
-                return Ok(());
-            }
-        };
-        self.socket.feed(Message::Text(frame)).await.map_err(|_| ())
-    }
-
     /// Handles one client frame; errors answer with an error frame and change nothing.
     async fn on_text(&mut self, text: &str) -> Result<(), End> {
+        let per_sec = self.st().options.auth.ws_messages_per_sec;
         if !self.bucket.take(Instant::now()) {
             self.flooded += 1;
-            if self.flooded > 10 * self.st.options.auth.ws_messages_per_sec.max(1) {
+            if self.flooded > 10 * per_sec.max(1) {
                 return Err(End::Close(CLOSE_FLOOD, "too many messages"));
             }
             return self
                 .refuse("rate_limited", "too many frames; slow down")
                 .await;
         }
-        if text.len() > self.st.options.ws_max_frame {
+        let max_frame = self.st().options.ws_max_frame;
+        if text.len() > max_frame {
             let msg = format!(
-                "frame of {} bytes exceeds the limit of {}",
-                text.len(),
-                self.st.options.ws_max_frame
+                "frame of {} bytes exceeds the limit of {max_frame}",
+                text.len()
             );
             return self.refuse("frame_too_large", &msg).await;
         }
@@ -377,8 +316,10 @@ impl Connection {
         };
         match op {
             "ping" => {
-                let pong = json!({"type": "pong", "id": v.get("id").cloned().unwrap_or(Value::Null), "seq": self.st.live.seq()});
-                self.send_json(&pong).await.map_err(|()| End::Gone)
+                let pong = self
+                    .session
+                    .pong(v.get("id").cloned().unwrap_or(Value::Null));
+                self.send(pong).await.map_err(|()| End::Gone)
             }
             "auth" => {
                 let Some(token) = v.get("token").and_then(Value::as_str) else {
@@ -386,24 +327,15 @@ impl Connection {
                         .refuse("invalid_frame", "`auth` needs a string field `token`")
                         .await;
                 };
-                match self.st.auth.verify(token).await {
+                let auth = self.st().auth.clone();
+                match auth.verify(token).await {
                     Ok(p) => {
-                        let rescope = p.sources != self.principal.sources;
-                        self.expires_at = p.expires_at;
-                        self.principal = p;
-                        if rescope && self.topics.contains(&Topic::Kpis) {
-                            self.subscribe_kpis();
-                        }
-                        if rescope && self.topics.contains(&Topic::Alerts) {
-                            self.subscribe_alerts();
-                        }
-                        let frame = json!({"type": "authenticated", "role": self.principal.role,
-                                           "expires_at": self.expires_at, "sources": self.principal.sources});
-                        self.send_json(&frame).await.map_err(|()| End::Gone)
+                        let frame = self.session.reauthenticate(p);
+                        self.send(frame).await.map_err(|()| End::Gone)
                     }
                     Err(Refusal::Unauthorized(m)) => self.refuse("invalid_token", &m).await,
                     Err(Refusal::Forbidden(m)) => {
-                        let _ = self.send_json(&error_frame("forbidden", &m)).await;
+                        let _ = self.send(Frame::error("forbidden", &m)).await;
                         Err(End::Close(CLOSE_FORBIDDEN, "token lacks the role"))
                     }
                 }
@@ -427,9 +359,16 @@ impl Connection {
                         },
                     };
                 if op == "subscribe" {
-                    self.subscribe(&topics, since).await
+                    // The ack comes before the snapshots and replayed events.
+                    self.session.subscribe(&topics, since);
+                    let ack = self.session.ack("subscribed", &topics);
+                    self.send(ack).await.map_err(|()| End::Gone)?;
+                    self.catch_up().await
                 } else {
-                    self.unsubscribe(&topics).await
+                    self.session.unsubscribe(&topics);
+                    self.catch_up().await?;
+                    let ack = self.session.ack("unsubscribed", &topics);
+                    self.send(ack).await.map_err(|()| End::Gone)
                 }
             }
             other => {
@@ -441,120 +380,33 @@ impl Connection {
     }
 
     async fn refuse(&mut self, code: &str, message: &str) -> Result<(), End> {
-        self.st.metrics.ws_bad_frames.inc();
-        tracing::debug!(client = self.sub.id, code, "client frame refused");
-        self.send_json(&error_frame(code, message))
+        self.st().metrics.ws_bad_frames.inc();
+        tracing::debug!(code, "client frame refused");
+        self.send(Frame::error(code, message))
             .await
             .map_err(|()| End::Gone)
     }
 
-    async fn ack(&mut self, kind: &str, topics: &[Topic]) -> Result<(), End> {
-        let names: Vec<&str> = topics.iter().map(|t| t.name()).collect();
-        let current: Vec<&str> = self.topics.iter().map(|t| t.name()).collect();
-        let frame =
-            json!({"type": kind, "topics": names, "active": current, "seq": self.st.live.seq()});
-        self.send_json(&frame).await.map_err(|()| End::Gone)
-    }
-
-    async fn subscribe(&mut self, topics: &[Topic], since: Option<i64>) -> Result<(), End> {
-        for t in topics {
-            self.topics.insert(*t);
-        }
-        self.ack("subscribed", topics).await?;
-        for t in topics {
-            match t {
-                Topic::Kpis => self.subscribe_kpis(),
-                Topic::Alerts => self.subscribe_alerts(),
-                Topic::Exports => self
-                    .st
-                    .hub
-                    .subscribe_exports(&self.sub, &self.principal.subject),
-                Topic::Events | Topic::Errors => {}
-            }
-        }
-        if topics
-            .iter()
-            .any(|t| matches!(t, Topic::Events | Topic::Errors))
-        {
-            // `events` and `errors` share one position on the event feed.
-            self.st.hub.unsubscribe(self.sub.id, Topic::Events);
-            self.last_seq = since.unwrap_or_else(|| self.st.hub.last_seq());
-            self.resume_events().await?;
-        }
-        Ok(())
-    }
-
-    async fn unsubscribe(&mut self, topics: &[Topic]) -> Result<(), End> {
-        let before = EventFilter::for_topics(&self.topics);
-        for t in topics {
-            self.topics.remove(t);
-            if !matches!(t, Topic::Events | Topic::Errors) {
-                self.st.hub.unsubscribe(self.sub.id, *t);
-            }
-        }
-        let after = EventFilter::for_topics(&self.topics);
-        if after != before {
-            self.st.hub.unsubscribe(self.sub.id, Topic::Events);
-            if after.is_some() {
-                // e.g. `events` dropped, `errors` kept: same position, narrower filter.
-                self.resume_events().await?;
-            }
-        }
-        self.ack("unsubscribed", topics).await
-    }
-
-    fn subscribe_kpis(&mut self) {
-        self.st.hub.unsubscribe(self.sub.id, Topic::Kpis);
-        let scope = self.principal.sources.clone();
-        let live = self.st.live.clone();
-        let for_initial = scope.clone();
-        self.st.hub.subscribe_kpis(&self.sub, scope, move || {
-            let now = chrono::Utc::now().timestamp_millis();
-            (
-                serde_json::to_value(live.all_kpis(now, for_initial.as_ref())).unwrap_or_default(),
-                live.seq(),
-            )
-        });
-    }
-
-    /// A snapshot of the active alerts this principal may see, then transitions.
-    fn subscribe_alerts(&mut self) {
-        self.st.hub.unsubscribe(self.sub.id, Topic::Alerts);
-        self.st
-            .alerts
-            .view
-            .subscribe(&self.st.hub, &self.sub, self.principal.sources.clone());
-    }
-
-    /// Writes the events after `last_seq` that the event topics select
-    /// (outbox first if the ring lost them), then registers for live ones.
-    async fn resume_events(&mut self) -> Result<(), End> {
-        let Some(filter) = EventFilter::for_topics(&self.topics) else {
-            return Ok(());
-        };
+    /// Writes the missed events the session reads from the outbox, batch by
+    /// batch (each flushed before the next is read; live frames queued
+    /// meanwhile wait), until it is registered for live ones.
+    async fn catch_up(&mut self) -> Result<(), End> {
         loop {
-            let st = &self.st;
-            let step = catchup::step(
-                &st.hub,
-                &st.pool,
-                &st.live,
-                &self.sub,
-                self.last_seq,
-                filter,
-            )
-            .await;
-            match step {
-                Ok(CatchUp::Live) => return Ok(()),
-                Ok(CatchUp::Batch { frames, covered }) => {
-                    self.write_item(Outgoing::Events(frames), false)
-                        .await
-                        .map_err(|()| End::Gone)?;
-                    self.last_seq = self.last_seq.max(covered);
+            let timeout = self.write_timeout;
+            match self.session.catch_up().await {
+                Ok(None) => return Ok(()),
+                Ok(Some(frames)) => {
+                    let socket = &mut self.socket;
+                    let written = tokio::time::timeout(timeout, async {
+                        feed(socket, frames).await?;
+                        socket.flush().await.map_err(|_| ())
+                    })
+                    .await;
+                    if !matches!(written, Ok(Ok(()))) {
+                        return Err(End::Gone);
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "catch-up read for a subscriber failed");
-                    self.topics.remove(&Topic::Events);
-                    self.topics.remove(&Topic::Errors);
+                Err(_) => {
                     return self
                         .refuse(
                             "unavailable",
@@ -565,37 +417,30 @@ impl Connection {
             }
         }
     }
-}
 
-impl Connection {
     /// The queue overflowed and is now drained: say so, then resubscribe from
     /// where the client is (a fresh KPI snapshot; events after the last written).
     async fn resync(&mut self) -> Result<(), End> {
-        if !self.resyncs.spend(Instant::now()) {
-            self.st.metrics.ws_closed_slow.inc();
+        let Ok(frame) = self.session.resync() else {
             return Err(End::Close(
                 CLOSE_SLOW,
                 "too slow: queue overflowed repeatedly",
             ));
-        }
-        self.sub.clear_overflow();
-        let topics: Vec<Topic> = self.topics.iter().copied().collect();
-        let names: Vec<&str> = topics.iter().map(|t| t.name()).collect();
-        let frame = json!({"type": "resync", "reason": "slow_consumer", "topics": names, "since": self.last_seq});
-        self.send_json(&frame).await.map_err(|()| End::Gone)?;
-        for t in topics {
-            match t {
-                Topic::Kpis => self.subscribe_kpis(),
-                Topic::Alerts => self.subscribe_alerts(),
-                Topic::Exports => self
-                    .st
-                    .hub
-                    .subscribe_exports(&self.sub, &self.principal.subject),
-                Topic::Events | Topic::Errors => {}
-            }
-        }
-        self.resume_events().await
+        };
+        self.send(frame).await.map_err(|()| End::Gone)?;
+        self.catch_up().await
     }
+}
+
+/// Feeds `frames` to the socket without flushing.
+async fn feed(socket: &mut WebSocket, frames: Frames<'_>) -> Result<(), ()> {
+    for frame in frames {
+        socket
+            .feed(Message::Text(frame.text))
+            .await
+            .map_err(|_| ())?;
+    }
+    Ok(())
 }
 
 /// Parses a client's `topics` array (1–16 names, duplicates ignored).
@@ -625,37 +470,4 @@ fn parse_topics(v: &Value) -> Result<Vec<Topic>, (&'static str, String)> {
         }
     }
     Ok(out)
-}
-
-/// The frame as this client may see it: unchanged when every source it
-/// touches is visible (or the client is unscoped), `None` when none is, and a
-/// redacted copy (other sources' names, ids and contributions removed) when
-/// the statement touched both.
-pub(crate) fn scoped(
-    f: &EventFrame,
-    visible: Option<&std::collections::BTreeSet<i64>>,
-) -> Option<Utf8Bytes> {
-    let Some(visible) = visible else {
-        return Some(f.text.clone());
-    };
-    let seen = f.sources.iter().filter(|s| visible.contains(s)).count();
-    if seen == f.sources.len() && seen > 0 {
-        return Some(f.text.clone());
-    }
-    if seen == 0 {
-        return None;
-    }
-    let mut v: Value = serde_json::from_str(f.text.as_str()).ok()?;
-    if let Some(kpi) = v.get_mut("kpi").and_then(Value::as_array_mut) {
-        kpi.retain(|t| {
-            t.get(0)
-                .and_then(Value::as_i64)
-                .is_some_and(|id| visible.contains(&id))
-        });
-    }
-    v["ids"] = json!([]);
-    v["source"] = Value::Null;
-    v["sources"] = json!([]);
-    v["redacted"] = Value::Bool(true);
-    Some(Utf8Bytes::from(v.to_string()))
 }
