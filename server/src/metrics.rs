@@ -41,6 +41,9 @@ pub struct Metrics {
     pub ws_resynced: Counter,
     /// Clients closed for being too slow (repeated overflow or a stuck write).
     pub ws_closed_slow: Counter,
+    /// Resumes from before the outbox's retention horizon, answered with a
+    /// `resync` that says events were skipped.
+    pub resyncs_pruned: Counter,
     /// Client frames answered with an error frame.
     pub ws_bad_frames: Counter,
     /// 1 while this replica holds the rollup writer lock.
@@ -160,6 +163,11 @@ impl Default for Metrics {
             ws_closed_slow: reg!(
                 "ws_closed_slow",
                 "WebSocket clients closed as too slow",
+                Counter::default()
+            ),
+            resyncs_pruned: reg!(
+                "resyncs_pruned",
+                "Resumes from before the outbox retention horizon, answered with a resync (events skipped)",
                 Counter::default()
             ),
             ws_bad_frames: reg!(
