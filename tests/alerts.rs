@@ -66,6 +66,13 @@ labels = { team = "ingest" }
     );
     assert_eq!(h[1]["value"], 15.0);
     assert_eq!(h[1]["from"], "pending");
+    // The history is written by the leader; `/api/alerts` serves each
+    // replica's view, synced from the tables on the leader's NOTIFY (or by
+    // polling): wait for it rather than race it.
+    wait_for("/api/alerts shows the firing alert", T, || async {
+        server.get("/api/alerts").await.1["alerts"][0]["state"] == "firing"
+    })
+    .await;
     let (status, active) = server.get("/api/alerts").await;
     assert_eq!(status, 200);
     let a = &active["alerts"][0];

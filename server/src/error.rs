@@ -47,6 +47,28 @@ pub enum AppError {
     Internal(String),
 }
 
+impl From<crate::alerts::AlertsError> for AppError {
+    fn from(e: crate::alerts::AlertsError) -> Self {
+        use crate::alerts::AlertsError as E;
+        match e {
+            E::Loading => AppError::Unavailable(e.to_string()),
+            E::Database(e) => AppError::Database(e),
+        }
+    }
+}
+
+impl From<crate::trends::query::TrendError> for AppError {
+    fn from(e: crate::trends::query::TrendError) -> Self {
+        use crate::trends::query::TrendError as E;
+        match e {
+            E::Building => AppError::Unavailable(e.to_string()),
+            E::UnknownSource(_) => AppError::invalid("source", e),
+            E::OutOfScope(_) => AppError::Forbidden(e.to_string()),
+            E::Database(e) => AppError::Database(e),
+        }
+    }
+}
+
 impl AppError {
     /// A 400 for parameter `name`.
     pub fn invalid(name: &str, why: impl std::fmt::Display) -> Self {

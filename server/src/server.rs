@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::alerts::rules::RuleSet;
 use crate::alerts::Alerts;
@@ -16,9 +17,10 @@ use crate::config::ServerOptions;
 use crate::export::jobs::Exports;
 use crate::hub::Hub;
 use crate::listen::Listener;
+use crate::listen::Status;
 use crate::live::Live;
 use crate::metrics::Metrics;
-use crate::state::{AppState, Status};
+use crate::state::AppState;
 use crate::trends::rollup::RollupWriter;
 use crate::{db, http};
 
@@ -75,6 +77,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let st = state(database_url, options, shutdown.clone())?;
     let tasks = shutdown.child_token();
+    // Every task's span names the database it works on.
+    let db_name = db::parse_url(database_url)
+        .ok()
+        .and_then(|c| c.get_dbname().map(str::to_string))
+        .unwrap_or_default();
     let listen = tokio::spawn(
         Listener {
             url: database_url.to_string(),
@@ -83,7 +90,8 @@ pub async fn run(
             status: st.status.clone(),
             metrics: st.metrics.clone(),
         }
-        .run(tasks.clone()),
+        .run(tasks.clone())
+        .instrument(tracing::info_span!("listener", db = %db_name)),
     );
     let ticker = tokio::spawn(kpi_ticker(st.clone(), tasks.clone()));
     let rollups = tokio::spawn(
@@ -95,9 +103,21 @@ pub async fn run(
             flush_every: Duration::from_millis(st.options.rollup_flush_ms),
             minute_days: i64::from(st.options.rollup_minute_days),
         }
-        .run(tasks.clone()),
+        .run(tasks.clone())
+        .instrument(tracing::info_span!("rollup_writer", db = %db_name)),
     );
-    let alerts = crate::alerts::spawn(&st, database_url, &tasks);
+    let alerts = crate::alerts::spawn(
+        &crate::alerts::Deps {
+            pool: st.pool.clone(),
+            live: st.live.clone(),
+            hub: st.hub.clone(),
+            status: st.status.clone(),
+            metrics: st.metrics.clone(),
+            alerts: st.alerts.clone(),
+        },
+        database_url,
+        &tasks,
+    );
     tracing::info!(
         rules = st.alerts.rules.rules.len(),
         receivers = st.alerts.rules.receivers.len(),

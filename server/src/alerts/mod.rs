@@ -8,6 +8,8 @@
 //! - [`rules`] — the TOML rules file, validated (errors name the line).
 //! - [`engine`] — the pure state machine (time passed in).
 //! - [`conditions`] — reading the figures a rule compares.
+//! - [`record`] — the one alert record (a recorded transition) and its
+//!   active-alert shape.
 //! - [`store`] — the alert tables (history, state, deliveries).
 //! - [`notify`] — one webhook worker per receiver.
 //! - [`view`] — what every replica shows, built from the tables.
@@ -33,6 +35,7 @@
 pub mod conditions;
 pub mod engine;
 pub mod notify;
+pub mod record;
 pub mod rules;
 pub mod store;
 pub mod view;
@@ -48,9 +51,15 @@ use rand::Rng;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use deadpool_postgres::Pool;
 
 use crate::db;
-use crate::state::AppState;
+use crate::hub::Hub;
+use crate::listen::Status;
+use crate::live::Live;
+use crate::metrics::Metrics;
 use engine::{Change, Engine};
 use rules::RuleSet;
 use store::{Attempt, NewTransition};
@@ -62,7 +71,7 @@ pub const LEADER_LOCK: i64 = 7_406_914;
 /// Transitions read per sync query.
 const SYNC_BATCH: i64 = 500;
 
-/// The alerts handle in [`AppState`].
+/// The alerts handle (in the application state, and in [`Deps`]).
 #[derive(Debug)]
 pub struct Alerts {
     /// The loaded rules (empty: this replica evaluates nothing).
@@ -86,10 +95,59 @@ impl Alerts {
         }
     }
 
+    /// The active alerts `scope` may see, oldest first, and the newest
+    /// transition applied; refused until the view is loaded.
+    pub fn active(
+        &self,
+        scope: Option<&std::collections::BTreeSet<String>>,
+    ) -> Result<(Vec<record::Active>, i64), AlertsError> {
+        if !self.view.loaded() {
+            return Err(AlertsError::Loading);
+        }
+        Ok(self.view.active(scope))
+    }
+
     /// This replica evaluates rules and delivers webhooks now.
     pub fn is_leader(&self) -> bool {
         self.leader.load(Ordering::Acquire)
     }
+}
+
+/// What the alert tasks use: narrow handles, not the whole application state.
+#[derive(Clone)]
+pub struct Deps {
+    /// Read pool (the alert tables, the evaluator's database reads).
+    pub pool: Pool,
+    /// Live aggregates the conditions read.
+    pub live: Arc<Live>,
+    /// Where transitions are published (WS topic `alerts`).
+    pub hub: Arc<Hub>,
+    /// Listener status (readiness, disconnection time).
+    pub status: Arc<Status>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The rules, the view and leadership.
+    pub alerts: Arc<Alerts>,
+}
+
+/// Why the alerts room could not answer (the HTTP layer maps it to its
+/// error envelope).
+#[derive(Debug, thiserror::Error)]
+pub enum AlertsError {
+    /// The view has not been loaded from the tables yet.
+    #[error("alerts are loading")]
+    Loading,
+    /// Reading the alert tables failed.
+    #[error("reading the alert tables: {0}")]
+    Database(#[from] tokio_postgres::Error),
+}
+
+/// One page of the alert history (see [`store::history`]).
+pub async fn history(
+    client: &impl tokio_postgres::GenericClient,
+    q: &store::HistoryQuery,
+) -> Result<Vec<record::Transition>, AlertsError> {
+    Ok(store::history(client, q).await?)
 }
 
 enum WriteCmd {
@@ -133,24 +191,21 @@ impl Writer {
 }
 
 /// Starts the sync task and, with rules, the coordinator.
-pub fn spawn(
-    st: &AppState,
-    url: &str,
-    cancel: &CancellationToken,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut tasks = vec![tokio::spawn(sync(st.clone(), cancel.clone()))];
+pub fn spawn(st: &Deps, url: &str, cancel: &CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = vec![tokio::spawn(
+        sync(st.clone(), cancel.clone()).instrument(tracing::info_span!("alerts_sync")),
+    )];
     if !st.alerts.rules.is_empty() {
-        tasks.push(tokio::spawn(coordinator(
-            st.clone(),
-            url.to_string(),
-            cancel.clone(),
-        )));
+        tasks.push(tokio::spawn(
+            coordinator(st.clone(), url.to_string(), cancel.clone())
+                .instrument(tracing::info_span!("alerts_leader")),
+        ));
     }
     tasks
 }
 
 /// Keeps the view current from the tables.
-async fn sync(st: AppState, cancel: CancellationToken) {
+async fn sync(st: Deps, cancel: CancellationToken) {
     let every = st.alerts.rules.settings.sync_interval;
     let mut warned = false;
     loop {
@@ -184,7 +239,7 @@ async fn sync(st: AppState, cancel: CancellationToken) {
 }
 
 /// Competes for leadership forever; leads while it holds the lock.
-async fn coordinator(st: AppState, url: String, cancel: CancellationToken) {
+async fn coordinator(st: Deps, url: String, cancel: CancellationToken) {
     let mut attempt: u32 = 0;
     loop {
         let result = session(&st, &url, &cancel).await;
@@ -211,7 +266,7 @@ async fn coordinator(st: AppState, url: String, cancel: CancellationToken) {
 
 /// One connection's life: LISTEN, wait for the lock, then lead until the
 /// connection ends or the server stops.
-async fn session(st: &AppState, url: &str, cancel: &CancellationToken) -> anyhow::Result<()> {
+async fn session(st: &Deps, url: &str, cancel: &CancellationToken) -> anyhow::Result<()> {
     let mut cfg = db::parse_url(url)?;
     cfg.application_name(APPLICATION_NAME);
     cfg.connect_timeout(Duration::from_secs(5));
@@ -223,20 +278,23 @@ async fn session(st: &AppState, url: &str, cancel: &CancellationToken) -> anyhow
         .context("connecting the alerts session")?;
     let (closed_tx, mut closed) = oneshot::channel::<()>();
     let bell = st.clone();
-    tokio::spawn(async move {
-        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(msg) = messages.next().await {
-            match msg {
-                Ok(AsyncMessage::Notification(_)) => bell.alerts.sync_bell.notify_one(),
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::debug!(error = %e, "alerts connection error");
-                    break;
+    tokio::spawn(
+        async move {
+            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(msg) = messages.next().await {
+                match msg {
+                    Ok(AsyncMessage::Notification(_)) => bell.alerts.sync_bell.notify_one(),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "alerts connection error");
+                        break;
+                    }
                 }
             }
+            let _ = closed_tx.send(());
         }
-        let _ = closed_tx.send(());
-    });
+        .in_current_span(),
+    );
     client
         .batch_execute(&format!("listen {}", store::CHANNEL))
         .await
@@ -270,18 +328,24 @@ async fn session(st: &AppState, url: &str, cancel: &CancellationToken) -> anyhow
         .iter()
         .map(|r| {
             let bell = Arc::new(Notify::new());
-            tokio::spawn(notify::worker(
-                st.pool.clone(),
-                writer.clone(),
-                r.clone(),
-                bell.clone(),
-                st.metrics.clone(),
-                lead.clone(),
-            ));
+            tokio::spawn(
+                notify::worker(
+                    st.pool.clone(),
+                    writer.clone(),
+                    r.clone(),
+                    bell.clone(),
+                    st.metrics.clone(),
+                    lead.clone(),
+                )
+                .instrument(tracing::info_span!("webhook", receiver = %r.name)),
+            );
             bell
         })
         .collect();
-    tokio::spawn(evaluator(st.clone(), writer, bells, lead.clone()));
+    tokio::spawn(
+        evaluator(st.clone(), writer, bells, lead.clone())
+            .instrument(tracing::info_span!("alerts_evaluator")),
+    );
     let result = loop {
         tokio::select! {
             cmd = rx.recv() => match cmd {
@@ -318,7 +382,7 @@ fn describe(rules: &RuleSet, c: Change) -> NewTransition {
         Some(rule) => NewTransition {
             condition: rule.condition.kind().to_string(),
             unit: rule.condition.unit().to_string(),
-            severity: rule.severity.clone(),
+            severity: rule.severity,
             labels: rule.labels.clone(),
             summary: rule.summary.clone(),
             receivers: rules
@@ -331,7 +395,7 @@ fn describe(rules: &RuleSet, c: Change) -> NewTransition {
         None => NewTransition {
             condition: "rule_removed".into(),
             unit: String::new(),
-            severity: "info".into(),
+            severity: rules::Severity::Info,
             labels: Default::default(),
             summary: Some("the rule was removed from the rules file".into()),
             receivers: Vec::new(),
@@ -342,7 +406,7 @@ fn describe(rules: &RuleSet, c: Change) -> NewTransition {
 
 /// Restores the engine from the tables; records the end of alerts whose
 /// rule is gone.
-async fn restore(st: &AppState, engine: &mut Engine, writer: &Writer) -> anyhow::Result<()> {
+async fn restore(st: &Deps, engine: &mut Engine, writer: &Writer) -> anyhow::Result<()> {
     let client = st.pool.get().await?;
     let rows = store::load_state(&**client).await?;
     drop(client);
@@ -359,12 +423,7 @@ async fn restore(st: &AppState, engine: &mut Engine, writer: &Writer) -> anyhow:
 }
 
 /// The leader's evaluation loop.
-async fn evaluator(
-    st: AppState,
-    writer: Writer,
-    bells: Vec<Arc<Notify>>,
-    cancel: CancellationToken,
-) {
+async fn evaluator(st: Deps, writer: Writer, bells: Vec<Arc<Notify>>, cancel: CancellationToken) {
     let rules = st.alerts.rules.clone();
     let mut engine = Engine::new(&rules);
     let mut attempt = 0u32;

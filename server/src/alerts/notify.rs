@@ -24,8 +24,10 @@ use sha2::Sha256;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::record::Transition;
 use super::rules::{Format, Receiver};
-use super::store::{self, Attempt, Transition};
+use super::rules::{Severity, StateName};
+use super::store::{self, Attempt};
 use super::Writer;
 use crate::metrics::Metrics;
 
@@ -81,15 +83,15 @@ pub fn body(format: Format, t: &Transition) -> Vec<u8> {
                 None if !t.sources.is_empty() => format!(" on {}", t.sources.join(", ")),
                 None => String::new(),
             };
-            let color = match t.state.as_str() {
-                "firing" if t.severity == "critical" => "#e01e5a",
-                "firing" => "#ecb22e",
-                "resolved" => "#2eb67d",
+            let color = match t.state {
+                StateName::Firing if t.severity == Severity::Critical => "#e01e5a",
+                StateName::Firing => "#ecb22e",
+                StateName::Resolved => "#2eb67d",
                 _ => "#9e9e9e",
             };
             let text = format!(
                 "[{}] {}{}: {} (threshold {}){}",
-                t.state.to_uppercase(),
+                t.state.as_str().to_uppercase(),
                 t.rule,
                 what,
                 fmt_value(t.value, &t.unit),
@@ -177,7 +179,7 @@ pub async fn worker(
     {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!(receiver = %receiver.name, error = %e, "cannot build the webhook client");
+            tracing::error!(error = %e, "cannot build the webhook client");
             return;
         }
     };
@@ -196,7 +198,7 @@ pub async fn worker(
             }
             Err(e) => {
                 if !warned {
-                    tracing::warn!(receiver = %receiver.name, error = %e, "reading undelivered alerts failed; retrying");
+                    tracing::warn!(error = %e, "reading undelivered alerts failed; retrying");
                     warned = true;
                 }
                 if sleep_or_cancel(Duration::from_secs(1), &cancel).await {
@@ -288,14 +290,22 @@ async fn deliver(
             }
         }
         if a.gave_up {
-            tracing::warn!(receiver = %r.name, transition = p.transition.id, attempts,
-                           error = a.error.as_deref().unwrap_or(""), "webhook delivery given up");
+            tracing::warn!(
+                transition = p.transition.id,
+                attempts,
+                error = a.error.as_deref().unwrap_or(""),
+                "webhook delivery given up"
+            );
         } else if !a.delivered {
-            tracing::debug!(receiver = %r.name, transition = p.transition.id, attempts,
-                            error = a.error.as_deref().unwrap_or(""), "webhook attempt failed; retrying");
+            tracing::debug!(
+                transition = p.transition.id,
+                attempts,
+                error = a.error.as_deref().unwrap_or(""),
+                "webhook attempt failed; retrying"
+            );
         }
         if let Err(e) = writer.attempt(a.clone()).await {
-            tracing::info!(receiver = %r.name, error = %e, "cannot record a delivery attempt (leadership lost?)");
+            tracing::info!(error = %e, "cannot record a delivery attempt (leadership lost?)");
             return false;
         }
         if a.delivered || a.gave_up {
@@ -326,12 +336,12 @@ mod tests {
             condition: "lag_p95".into(),
             source: Some("crm".into()),
             sources: vec!["crm".into()],
-            from: "pending".into(),
-            state: "firing".into(),
+            from: StateName::Pending,
+            state: StateName::Firing,
             value: Some(2500.0),
             threshold: 1000.0,
             unit: "ms".into(),
-            severity: "critical".into(),
+            severity: Severity::Critical,
             labels: json!({"team": "data"}),
             summary: Some("slow".into()),
             at: "2026-11-26T10:00:00.000Z".into(),

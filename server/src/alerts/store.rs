@@ -16,13 +16,13 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio_postgres::GenericClient;
 
 use super::engine::{Change, Restored};
-use super::rules::StateName;
+use super::record::Transition;
+use super::rules::{Severity, StateName};
 
 /// The NOTIFY channel the leader rings after recording transitions.
 pub const CHANNEL: &str = "ingestwatch_alerts";
@@ -37,7 +37,7 @@ pub struct NewTransition {
     /// Unit of value and threshold.
     pub unit: String,
     /// Severity.
-    pub severity: String,
+    pub severity: Severity,
     /// Labels.
     pub labels: BTreeMap<String, String>,
     /// Summary line.
@@ -46,61 +46,8 @@ pub struct NewTransition {
     pub receivers: Vec<String>,
 }
 
-/// One recorded transition (history rows, WS frames, webhook bodies).
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Transition {
-    /// Increasing id (commit order: there is one writer at a time).
-    pub id: i64,
-    /// Rule name.
-    pub rule: String,
-    /// Instance key: source name, `a,b`, or empty for all sources / system.
-    pub instance: String,
-    /// Condition kind.
-    pub condition: String,
-    /// The one source, if one.
-    pub source: Option<String>,
-    /// Sources covered (empty: all sources, or a system condition).
-    pub sources: Vec<String>,
-    /// State before.
-    pub from: String,
-    /// State after.
-    pub state: String,
-    /// The value that caused it.
-    pub value: Option<f64>,
-    /// The threshold.
-    pub threshold: f64,
-    /// Unit of value and threshold.
-    pub unit: String,
-    /// Severity.
-    pub severity: String,
-    /// Labels.
-    pub labels: Value,
-    /// Summary.
-    pub summary: Option<String>,
-    /// When (RFC 3339).
-    pub at: String,
-    /// The same for every delivery of this transition.
-    pub idempotency_key: String,
-}
-
 const TCOLS: &str = "t.id, t.rule, t.instance, t.condition, t.source, t.sources, t.from_state, \
      t.to_state, t.value, t.threshold, t.unit, t.severity, t.labels, t.summary, t.at, t.idempotency_key";
-
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-impl Transition {
-    fn from_row(r: &tokio_postgres::Row) -> Result<Self, tokio_postgres::Error> {
-        Transition::from_row_at(r, 0)
-    }
-
-    /// May a principal limited to `scope` see it? Alerts over all sources
-    /// and system alerts are for unscoped principals only.
-    pub fn visible(&self, scope: Option<&std::collections::BTreeSet<String>>) -> bool {
-        visible(&self.sources, scope)
-    }
-}
 
 /// The visibility rule shared by REST, WS and history (it lives with `auth::Scope`).
 pub fn visible(sources: &[String], scope: Option<&std::collections::BTreeSet<String>>) -> bool {
@@ -147,7 +94,7 @@ pub async fn record(
                     &c.value,
                     &c.threshold,
                     &t.unit,
-                    &t.severity,
+                    &t.severity.as_str(),
                     &labels,
                     &t.summary,
                     &at(c.at),
@@ -216,12 +163,7 @@ pub async fn load_state(
 pub async fn active(
     client: &mut deadpool_postgres::Object,
 ) -> Result<(Vec<Transition>, i64), tokio_postgres::Error> {
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = crate::db::snapshot(client).await?;
     let rows = tx
         .query(
             &format!(
@@ -270,7 +212,7 @@ pub struct HistoryQuery {
     /// Transitions of alerts covering this source.
     pub source: Option<String>,
     /// State entered.
-    pub state: Option<String>,
+    pub state: Option<StateName>,
     /// `at >= from`.
     pub from: Option<DateTime<Utc>>,
     /// `at < to`.
@@ -302,7 +244,14 @@ pub async fn history(
                   order by t.id desc limit $8"
             ),
             &[
-                &q.rule, &q.source, &q.state, &q.from, &q.to, &q.before, &q.scope, &q.limit,
+                &q.rule,
+                &q.source,
+                &q.state.map(StateName::as_str),
+                &q.from,
+                &q.to,
+                &q.before,
+                &q.scope,
+                &q.limit,
             ],
         )
         .await?;
@@ -350,29 +299,6 @@ pub async fn pending_deliveries(
             })
         })
         .collect()
-}
-
-impl Transition {
-    fn from_row_at(r: &tokio_postgres::Row, o: usize) -> Result<Self, tokio_postgres::Error> {
-        Ok(Transition {
-            id: r.try_get(o)?,
-            rule: r.try_get(o + 1)?,
-            instance: r.try_get(o + 2)?,
-            condition: r.try_get(o + 3)?,
-            source: r.try_get(o + 4)?,
-            sources: r.try_get(o + 5)?,
-            from: r.try_get(o + 6)?,
-            state: r.try_get(o + 7)?,
-            value: r.try_get(o + 8)?,
-            threshold: r.try_get(o + 9)?,
-            unit: r.try_get(o + 10)?,
-            severity: r.try_get(o + 11)?,
-            labels: r.try_get(o + 12)?,
-            summary: r.try_get(o + 13)?,
-            at: rfc3339(r.try_get(o + 14)?),
-            idempotency_key: r.try_get(o + 15)?,
-        })
-    }
 }
 
 /// The outcome of one delivery attempt.

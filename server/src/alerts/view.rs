@@ -14,66 +14,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::Utf8Bytes;
-use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::store::{visible, Transition};
+use super::record::{Active, Transition};
+use super::rules::StateName;
+use super::store::visible;
 use crate::hub::{AlertFrame, Hub, Scope, Subscriber};
 use crate::metrics::Metrics;
-
-/// An active (pending or firing) alert as served by REST and WS.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ActiveAlert {
-    /// Rule name.
-    pub rule: String,
-    /// Instance key (source name, `a,b`, or empty).
-    pub instance: String,
-    /// Condition kind.
-    pub condition: String,
-    /// The one source, if one.
-    pub source: Option<String>,
-    /// Sources covered (empty: all sources, or a system alert).
-    pub sources: Vec<String>,
-    /// `pending` or `firing`.
-    pub state: String,
-    /// In this state since (RFC 3339).
-    pub since: String,
-    /// The value that made it pending / firing.
-    pub value: Option<f64>,
-    /// The threshold.
-    pub threshold: f64,
-    /// Unit of value and threshold.
-    pub unit: String,
-    /// Severity.
-    pub severity: String,
-    /// Labels.
-    pub labels: Value,
-    /// Summary.
-    pub summary: Option<String>,
-    /// The transition into this state.
-    pub transition_id: i64,
-}
-
-impl From<&Transition> for ActiveAlert {
-    fn from(t: &Transition) -> Self {
-        ActiveAlert {
-            rule: t.rule.clone(),
-            instance: t.instance.clone(),
-            condition: t.condition.clone(),
-            source: t.source.clone(),
-            sources: t.sources.clone(),
-            state: t.state.clone(),
-            since: t.at.clone(),
-            value: t.value,
-            threshold: t.threshold,
-            unit: t.unit.clone(),
-            severity: t.severity.clone(),
-            labels: t.labels.clone(),
-            summary: t.summary.clone(),
-            transition_id: t.id,
-        }
-    }
-}
 
 #[derive(Debug, Default)]
 struct ViewState {
@@ -141,7 +88,7 @@ impl AlertView {
             }
             st.last_id = t.id;
             let key = (t.rule.clone(), t.instance.clone());
-            if matches!(t.state.as_str(), "pending" | "firing") {
+            if t.state.is_active() {
                 st.active.insert(key, t.clone());
             } else {
                 st.active.remove(&key);
@@ -152,16 +99,9 @@ impl AlertView {
     }
 
     /// The active alerts `scope` may see, oldest first.
-    pub fn active(&self, scope: Option<&BTreeSet<String>>) -> (Vec<ActiveAlert>, i64) {
+    pub fn active(&self, scope: Option<&BTreeSet<String>>) -> (Vec<Active>, i64) {
         let st = self.lock();
-        let mut list: Vec<ActiveAlert> = st
-            .active
-            .values()
-            .filter(|t| visible(&t.sources, scope))
-            .map(ActiveAlert::from)
-            .collect();
-        list.sort_by_key(|a| a.transition_id);
-        (list, st.last_id)
+        (visible_active(&st, scope), st.last_id)
     }
 
     /// Registers a WebSocket subscriber: its snapshot (once the view is
@@ -175,20 +115,31 @@ impl AlertView {
 
 /// The `snapshot` frame of the active alerts `scope` may see.
 fn snapshot(st: &ViewState, scope: Option<&BTreeSet<String>>) -> Utf8Bytes {
-    let mut active: Vec<ActiveAlert> = st
-        .active
-        .values()
-        .filter(|t| visible(&t.sources, scope))
-        .map(ActiveAlert::from)
-        .collect();
-    active.sort_by_key(|a| a.transition_id);
+    let active = visible_active(st, scope);
     let frame = json!({"type": "snapshot", "topic": "alerts", "id": st.last_id,
                        "data": {"active": active}});
     Utf8Bytes::from(frame.to_string())
 }
 
+/// The active alerts `scope` may see, oldest first.
+fn visible_active(st: &ViewState, scope: Option<&BTreeSet<String>>) -> Vec<Active> {
+    let mut list: Vec<Active> = st
+        .active
+        .values()
+        .filter(|t| visible(&t.sources, scope))
+        .cloned()
+        .map(Active)
+        .collect();
+    list.sort_by_key(|a| a.0.id);
+    list
+}
+
 fn gauges(st: &ViewState, metrics: &Metrics) {
-    let firing = st.active.values().filter(|t| t.state == "firing").count();
+    let firing = st
+        .active
+        .values()
+        .filter(|t| t.state == StateName::Firing)
+        .count();
     metrics.alerts_firing.set(firing as i64);
     metrics
         .alerts_pending
@@ -199,7 +150,7 @@ fn gauges(st: &ViewState, metrics: &Metrics) {
 mod tests {
     use super::*;
 
-    fn t(id: i64, instance: &str, state: &str) -> Transition {
+    fn t(id: i64, instance: &str, state: StateName) -> Transition {
         Transition {
             id,
             rule: "r".into(),
@@ -207,12 +158,12 @@ mod tests {
             condition: "backlog".into(),
             source: Some(instance.into()),
             sources: vec![instance.into()],
-            from: "inactive".into(),
-            state: state.into(),
+            from: StateName::Inactive,
+            state,
             value: Some(1.0),
             threshold: 0.0,
             unit: "records".into(),
-            severity: "info".into(),
+            severity: super::super::rules::Severity::Info,
             labels: json!({}),
             summary: None,
             at: "2026-11-26T10:00:00.000Z".into(),
@@ -242,12 +193,12 @@ mod tests {
             frames(&mut early_rx).is_empty(),
             "no snapshot before the first load"
         );
-        view.load(vec![t(3, "crm", "firing")], 3, &hub, &metrics);
+        view.load(vec![t(3, "crm", StateName::Firing)], 3, &hub, &metrics);
         view.apply(
             &[
-                t(2, "old", "firing"),
-                t(4, "erp", "pending"),
-                t(5, "crm", "resolved"),
+                t(2, "old", StateName::Firing),
+                t(4, "erp", StateName::Pending),
+                t(5, "crm", StateName::Resolved),
             ],
             &hub,
             &metrics,
@@ -263,7 +214,7 @@ mod tests {
         );
         let (active, last) = view.active(None);
         assert_eq!((active.len(), last), (1, 5));
-        assert_eq!(active[0].state, "pending");
+        assert_eq!(active[0].0.state, StateName::Pending);
         let (late, mut late_rx) = hub.subscriber(16);
         let scope: Scope = Some(BTreeSet::from(["crm".to_string()]));
         view.subscribe(&hub, &late, scope.clone());

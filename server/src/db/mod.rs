@@ -7,6 +7,26 @@ pub mod migrate;
 pub mod queries;
 pub mod rows;
 pub mod warm;
+pub mod xact;
+
+/// Opens the read-only snapshot transaction as SQL, for a connection that
+/// must own its transaction without a borrow (see `export::ReadTx`); the
+/// same transaction as [`snapshot`].
+pub const SNAPSHOT_BEGIN: &str = "begin isolation level repeatable read read only";
+
+/// Opens a read-only repeatable-read transaction on `client`: one
+/// consistent snapshot for several reads (warm-up, alerts view, trends,
+/// rollup backfill). Committing or dropping it ends the snapshot.
+pub async fn snapshot(
+    client: &mut tokio_postgres::Client,
+) -> Result<tokio_postgres::Transaction<'_>, tokio_postgres::Error> {
+    client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+}
 
 use std::time::Duration;
 

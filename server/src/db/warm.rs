@@ -96,11 +96,11 @@ pub async fn settle(client: &Client) -> Result<i64, tokio_postgres::Error> {
             return Ok(d0);
         }
         // xmin is cluster-wide; the narrower proof: no transaction older than
-        // the marker holds a lock on monitor.events (see listen::sequencer).
-        let holders = client.query(crate::listen::LOCK_HOLDERS_SQL, &[]).await?;
+        // the marker holds a lock on monitor.events (see db::xact).
+        let holders = client.query(super::xact::LOCK_HOLDERS_SQL, &[]).await?;
         if !holders
             .iter()
-            .any(|r| crate::listen::sequencer::older_than(r.get::<_, i64>(0) as u32, marker))
+            .any(|r| super::xact::older_than(r.get::<_, i64>(0) as u32, marker))
         {
             return Ok(d0);
         }
@@ -149,12 +149,7 @@ pub async fn load(
     // Second buckets from `recent` on; minute buckets from `oldest` to `recent`.
     let recent = (now_sec - KEEP_SECONDS).div_euclid(60) * 60;
     let oldest = (now_sec.div_euclid(60) - KEEP_MINUTES) * 60;
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = super::snapshot(client).await?;
     let sources = sources(&tx).await?;
     let counted = tx
         .query("select seq from monitor.events where seq > $1", &[&d0])

@@ -26,12 +26,13 @@ use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{take, writer, ExportPlan};
 use crate::db::keyset::Cursor;
 use crate::db::queries::{self, Kind, PageSpec};
 use crate::db::rows::{iso, Item};
-use crate::state::AppState;
+use crate::hub::Hub;
 
 /// Jobs reading from PostgreSQL at once; more wait (status `queued`).
 pub const MAX_RUNNING: usize = 2;
@@ -188,6 +189,19 @@ pub struct Exports {
     slots: Arc<Semaphore>,
 }
 
+/// What a job task uses: narrow handles, not the whole application state.
+#[derive(Clone)]
+pub struct JobDeps {
+    /// The registry the job is held in.
+    pub exports: Arc<Exports>,
+    /// Read pool.
+    pub pool: deadpool_postgres::Pool,
+    /// Where progress frames go (WS topic `exports`).
+    pub hub: Arc<Hub>,
+    /// Cancelled when the server shuts down (cancels the job).
+    pub shutdown: CancellationToken,
+}
+
 /// Why a job stopped early.
 enum Stop {
     Cancelled,
@@ -250,7 +264,7 @@ impl Exports {
     }
 
     /// Registers a job for `plan` and starts its task.
-    pub fn start(st: &AppState, plan: ExportPlan, owner: String) -> Arc<Job> {
+    pub fn start(st: &JobDeps, plan: ExportPlan, owner: String) -> Arc<Job> {
         let id = format!("{:032x}", rand::random::<u128>());
         let job = Arc::new(Job {
             path: st
@@ -275,12 +289,13 @@ impl Exports {
         });
         st.exports.jobs.insert(id, job.clone());
         publish(st, &job);
-        tokio::spawn(run(st.clone(), job.clone(), plan));
+        let span = tracing::info_span!("export_job", id = %job.id, subject = %job.owner, kind = job.kind.name());
+        tokio::spawn(run(st.clone(), job.clone(), plan).instrument(span));
         job
     }
 }
 
-fn publish(st: &AppState, job: &Job) {
+fn publish(st: &JobDeps, job: &Job) {
     st.hub.publish_export(
         &job.owner,
         &json!({
@@ -292,7 +307,7 @@ fn publish(st: &AppState, job: &Job) {
     );
 }
 
-async fn run(st: AppState, job: Arc<Job>, plan: ExportPlan) {
+async fn run(st: JobDeps, job: Arc<Job>, plan: ExportPlan) {
     let outcome = tokio::select! {
         r = write(&st, &job, &plan) => r,
         () = job.cancel.cancelled() => Err(Stop::Cancelled),
@@ -301,7 +316,7 @@ async fn run(st: AppState, job: Arc<Job>, plan: ExportPlan) {
         Ok(bytes) => {
             job.lock().bytes = Some(bytes);
             job.set(JobStatus::Finished);
-            tracing::info!(job = %job.id, kind = job.kind.name(), rows = job.rows(), bytes, "export finished");
+            tracing::info!(rows = job.rows(), bytes, "export finished");
         }
         Err(Stop::Cancelled) => {
             job.set(JobStatus::Cancelled);
@@ -310,7 +325,7 @@ async fn run(st: AppState, job: Arc<Job>, plan: ExportPlan) {
             return;
         }
         Err(Stop::Failed(e)) => {
-            tracing::error!(job = %job.id, error = %e, "export failed");
+            tracing::error!(error = %e, "export failed");
             job.lock().error =
                 Some("the export failed; try again (details in the server log)".into());
             job.set(JobStatus::Failed);
@@ -328,7 +343,7 @@ async fn run(st: AppState, job: Arc<Job>, plan: ExportPlan) {
     st.exports.remove(&job).await;
 }
 
-async fn write(st: &AppState, job: &Job, plan: &ExportPlan) -> Result<u64, Stop> {
+async fn write(st: &JobDeps, job: &Job, plan: &ExportPlan) -> Result<u64, Stop> {
     let fail = |e: &dyn std::fmt::Display| Stop::Failed(e.to_string());
     let _slot = st.exports.slots.acquire().await.map_err(|e| fail(&e))?;
     job.set(JobStatus::Running);

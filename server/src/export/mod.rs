@@ -77,9 +77,7 @@ pub struct ReadTx(Option<deadpool_postgres::Object>);
 impl ReadTx {
     /// Begins the transaction on `client`.
     pub async fn begin(client: deadpool_postgres::Object) -> Result<ReadTx, tokio_postgres::Error> {
-        client
-            .batch_execute("begin isolation level repeatable read read only")
-            .await?;
+        client.batch_execute(crate::db::SNAPSHOT_BEGIN).await?;
         Ok(ReadTx(Some(client)))
     }
 

@@ -9,9 +9,9 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::alerts::rules::StateName;
-use crate::alerts::store::{self, HistoryQuery, Transition};
-use crate::alerts::view::ActiveAlert;
+use crate::alerts::record::{Active, Transition};
+use crate::alerts::rules::{Severity, StateName};
+use crate::alerts::store::HistoryQuery;
 use crate::auth::Principal;
 use crate::error::AppError;
 use crate::state::AppState;
@@ -51,9 +51,9 @@ fn name_param(name: &str, v: &str) -> Result<String, AppError> {
     Ok(v.to_string())
 }
 
-fn state_param(v: &str, allowed: &[StateName]) -> Result<String, AppError> {
+fn state_param(v: &str, allowed: &[StateName]) -> Result<StateName, AppError> {
     match StateName::parse(v) {
-        Some(s) if allowed.contains(&s) => Ok(s.as_str().to_string()),
+        Some(s) if allowed.contains(&s) => Ok(s),
         _ => Err(AppError::invalid(
             "state",
             format!(
@@ -78,7 +78,7 @@ fn time_param(name: &str, v: &str) -> Result<DateTime<Utc>, AppError> {
 #[derive(Debug, Serialize)]
 pub struct ActiveBody {
     /// Active alerts, oldest first.
-    pub alerts: Vec<ActiveAlert>,
+    pub alerts: Vec<Active>,
     /// The newest transition this replica has applied.
     pub last_transition_id: i64,
 }
@@ -95,25 +95,18 @@ pub async fn active(
         match k {
             "state" => state = Some(state_param(v, &[StateName::Pending, StateName::Firing])?),
             "severity" => {
-                if !["info", "warning", "critical"].contains(&v) {
-                    return Err(AppError::invalid(
-                        "severity",
-                        "use info, warning or critical",
-                    ));
-                }
-                severity = Some(v.to_string());
+                severity = Some(Severity::parse(v).ok_or_else(|| {
+                    AppError::invalid("severity", "use info, warning or critical")
+                })?);
             }
             "rule" => rule = Some(name_param("rule", v)?),
             _ => source = Some(name_param("source", v)?),
         }
     }
-    if !st.alerts.view.loaded() {
-        return Err(AppError::Unavailable("alerts are loading".into()));
-    }
-    let (mut alerts, last) = st.alerts.view.active(principal.sources.as_ref());
-    alerts.retain(|a| {
-        state.as_ref().is_none_or(|s| &a.state == s)
-            && severity.as_ref().is_none_or(|s| &a.severity == s)
+    let (mut alerts, last) = st.alerts.active(principal.sources.as_ref())?;
+    alerts.retain(|Active(a)| {
+        state.is_none_or(|s| a.state == s)
+            && severity.is_none_or(|s| a.severity == s)
             && rule.as_ref().is_none_or(|r| &a.rule == r)
             && source.as_ref().is_none_or(|s| a.sources.contains(s))
     });
@@ -187,7 +180,7 @@ pub async fn history(
         }
     }
     let client = st.pool.get().await?;
-    let transitions = store::history(&**client, &q).await?;
+    let transitions = crate::alerts::history(&**client, &q).await?;
     let next_cursor = (transitions.len() as i64 == q.limit)
         .then(|| transitions.last().map(|t| t.id.to_string()))
         .flatten();

@@ -26,13 +26,8 @@ pub async fn kpis(
     principal: Principal,
     Query(q): Query<KpiQuery>,
 ) -> Result<Json<Shared>, AppError> {
-    let name = q.window.as_deref().unwrap_or("5m");
-    let window = Window::parse(name).ok_or_else(|| {
-        AppError::invalid(
-            "window",
-            format!("unknown window {name:?}; use 1m, 5m, 1h or 24h"),
-        )
-    })?;
+    let window =
+        Window::from_param(q.window.as_deref()).map_err(|m| AppError::invalid("window", m))?;
     if !st.status.warm.load(std::sync::atomic::Ordering::Acquire) {
         return Err(AppError::Unavailable("live figures are warming up".into()));
     }

@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use crate::auth::Principal;
 use crate::db::queries::{self, Kind, PageSpec};
 use crate::error::AppError;
-use crate::export::jobs::{Exports, JobStatus, JobView};
+use crate::export::jobs::{Exports, JobDeps, JobStatus, JobView};
 use crate::export::{csv_body, ExportPlan, ReadTx, SYNC_MAX_ROWS};
 use crate::http::lists::errors::ErrorParams;
 use crate::http::lists::records::RecordParams;
@@ -223,7 +223,12 @@ pub async fn start(
         resolve(&client, &principal, req.sources.as_deref(), req.filters).await?
     };
     let job = Exports::start(
-        &st,
+        &JobDeps {
+            exports: st.exports.clone(),
+            pool: st.pool.clone(),
+            hub: st.hub.clone(),
+            shutdown: st.shutdown.clone(),
+        },
         ExportPlan {
             kind,
             filters,

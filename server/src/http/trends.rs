@@ -32,7 +32,17 @@ pub async fn trends(
     if !st.status.warm.load(std::sync::atomic::Ordering::Acquire) {
         return Err(AppError::Unavailable("live figures are warming up".into()));
     }
-    Ok(Json(query::run(&st, &principal, &req, now_sec).await?))
+    let mut client = st.pool.get().await?;
+    let trend = query::run(
+        &mut client,
+        &st.live,
+        i64::from(st.options.rollup_minute_days),
+        &|name| principal.can_see(name),
+        &req,
+        now_sec,
+    )
+    .await?;
+    Ok(Json(trend))
 }
 
 /// The query string of `GET /api/trends` (names checked by serde, values below).

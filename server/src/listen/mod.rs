@@ -12,6 +12,9 @@
 
 pub mod event;
 pub mod sequencer;
+mod status;
+
+pub use status::Status;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -23,12 +26,12 @@ use rand::Rng;
 use tokio::sync::{oneshot, Notify};
 use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::db;
 use crate::hub::Hub;
 use crate::live::Live;
 use crate::metrics::Metrics;
-use crate::state::Status;
 use event::{Event, COLUMNS};
 use sequencer::Sequencer;
 
@@ -91,13 +94,7 @@ const READ_SQL: &str = "select s.xmin, e.* from
         (select COLS from monitor.events where seq = any($3))
     ) e on true";
 
-/// 32-bit xids of the transactions holding a lock on `monitor.events` in this
-/// database (prepared transactions included: they share `virtualtransaction`).
-pub const LOCK_HOLDERS_SQL: &str = "select distinct t.transactionid::text::bigint
-    from pg_locks r join pg_locks t on t.virtualtransaction = r.virtualtransaction
-   where r.locktype = 'relation' and r.relation = 'monitor.events'::regclass
-     and r.database = (select oid from pg_database where datname = current_database())
-     and t.locktype = 'transactionid'";
+pub use crate::db::xact::LOCK_HOLDERS_SQL;
 
 impl Listener {
     /// Runs until `shutdown`; reconnects forever.
@@ -149,23 +146,27 @@ impl Listener {
         let (closed_tx, closed) = oneshot::channel();
         let bell = doorbell.clone();
         let metrics = self.metrics.clone();
-        tokio::spawn(async move {
-            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-            while let Some(msg) = messages.next().await {
-                match msg {
-                    Ok(AsyncMessage::Notification(_)) => {
-                        metrics.notifications.inc();
-                        bell.notify_one();
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::debug!(error = %e, "listener connection error");
-                        break;
+        tokio::spawn(
+            async move {
+                let mut messages =
+                    futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                while let Some(msg) = messages.next().await {
+                    match msg {
+                        Ok(AsyncMessage::Notification(_)) => {
+                            metrics.notifications.inc();
+                            bell.notify_one();
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::debug!(error = %e, "listener connection error");
+                            break;
+                        }
                     }
                 }
+                let _ = closed_tx.send(());
             }
-            let _ = closed_tx.send(());
-        });
+            .in_current_span(),
+        );
         // `synchronous_commit = off`: this session's only transactions that
         // commit anything are the hole markers (`pg_current_xact_id()` takes
         // an xid, so each commits a WAL record). They change no data, so

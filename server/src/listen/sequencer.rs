@@ -43,11 +43,7 @@ struct Hole {
     cleared: bool,
 }
 
-/// True when the 32-bit transaction id `xid` is older than the full id `marker`.
-pub fn older_than(xid: u32, marker: i64) -> bool {
-    let m32 = (marker as u64 & 0xFFFF_FFFF) as u32;
-    (xid.wrapping_sub(m32) as i32) < 0
-}
+pub use crate::db::xact::older_than;
 
 /// Watermark, holes and the buffer of seen-but-undelivered events.
 #[derive(Debug)]
@@ -307,16 +303,6 @@ mod tests {
         s.feed(&p, vec![], 10);
         assert_eq!(seqs(&s.drain()), vec![2]);
         assert_eq!(s.open_holes(), 0);
-    }
-
-    #[test]
-    fn xid_comparison_survives_wraparound() {
-        assert!(older_than(5, 10));
-        assert!(!older_than(10, 10));
-        assert!(!older_than(11, 10));
-        let m = (3i64 << 32) | 5; // epoch 3, xid 5
-        assert!(older_than(u32::MAX - 2, m), "just before the wrap");
-        assert!(!older_than(6, m));
     }
 
     #[test]

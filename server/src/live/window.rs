@@ -55,6 +55,19 @@ impl Window {
         Window::ALL.into_iter().find(|w| w.name() == s)
     }
 
+    /// The `window` request parameter: `5m` when absent; otherwise a window
+    /// name, or the message saying which names there are (the name echoed cut
+    /// to 20 characters).
+    pub fn from_param(name: Option<&str>) -> Result<Window, String> {
+        let name = name.unwrap_or("5m");
+        Window::parse(name).ok_or_else(|| {
+            format!(
+                "unknown window {:?}; use 1m, 5m, 1h or 24h",
+                name.chars().take(20).collect::<String>()
+            )
+        })
+    }
+
     /// Length in seconds.
     pub fn seconds(self) -> i64 {
         match self {

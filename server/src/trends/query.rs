@@ -8,10 +8,25 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Transaction;
 
 use super::{lag_bin, minute_rollups_from, Bucket, Grid, Trend, TrendMetric};
-use crate::auth::Principal;
-use crate::error::AppError;
 use crate::live::series::complete_minutes_from;
-use crate::state::AppState;
+use crate::live::Live;
+
+/// Why a trend could not be computed (the HTTP layer maps it to its envelope).
+#[derive(Debug, thiserror::Error)]
+pub enum TrendError {
+    /// History was asked for before the rollups were first built.
+    #[error("trend history is being built (first start of the rollups); retry shortly")]
+    Building,
+    /// A source asked for does not exist (its name, cut to 64 characters).
+    #[error("unknown source {0:?}")]
+    UnknownSource(String),
+    /// A source asked for is outside the caller's scope.
+    #[error("source {0:?} is outside this token's scope")]
+    OutOfScope(String),
+    /// Reading the rollups or base tables failed.
+    #[error("reading the trend: {0}")]
+    Database(#[from] tokio_postgres::Error),
+}
 
 /// A validated trend request (bounds aligned to the bucket width).
 #[derive(Debug, Clone)]
@@ -70,25 +85,23 @@ fn ts(sec: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(sec, 0).unwrap_or_default()
 }
 
-/// Computes the trend for `principal` at `now_sec`.
+/// Computes the trend at `now_sec` for a caller who may see the sources
+/// `can_see` accepts: history from `client` (minute rollups kept
+/// `minute_days`), the live edge from `live`.
 pub async fn run(
-    st: &AppState,
-    principal: &Principal,
+    client: &mut tokio_postgres::Client,
+    live: &Live,
+    minute_days: i64,
+    can_see: &(dyn Fn(&str) -> bool + Sync),
     req: &TrendRequest,
     now_sec: i64,
-) -> Result<Trend, AppError> {
+) -> Result<Trend, TrendError> {
     let plan = Plan::new(
         req,
         complete_minutes_from(now_sec),
-        minute_rollups_from(now_sec, i64::from(st.options.rollup_minute_days)),
+        minute_rollups_from(now_sec, minute_days),
     );
-    let mut client = st.pool.get().await?;
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = crate::db::snapshot(client).await?;
     let state = tx
         .query_opt(
             "select seq, counted from monitor.rollup_state where id = 1",
@@ -98,11 +111,7 @@ pub async fn run(
     let history = req.from < plan.live_from;
     let (rollup_seq, counted): (Option<i64>, Vec<i64>) = match state {
         Some(r) => (Some(r.get(0)), r.get(1)),
-        None if history => {
-            return Err(AppError::Unavailable(
-                "trend history is being built (first start of the rollups); retry shortly".into(),
-            ))
-        }
+        None if history => return Err(TrendError::Building),
         None => (None, Vec::new()), // the live edge alone needs no rollups
     };
     let sources: Vec<(i64, String)> = tx
@@ -115,22 +124,16 @@ pub async fn run(
     let mut asked = Vec::with_capacity(req.sources.len());
     for name in &req.sources {
         let Some(id) = by_name.get(name.as_str()) else {
-            let shown: String = name.chars().take(64).collect();
-            return Err(AppError::invalid(
-                "source",
-                format!("unknown source {shown:?}"),
-            ));
+            return Err(TrendError::UnknownSource(name.chars().take(64).collect()));
         };
-        if !principal.can_see(name) {
-            return Err(AppError::Forbidden(format!(
-                "source {name:?} is outside this token's scope"
-            )));
+        if !can_see(name) {
+            return Err(TrendError::OutOfScope(name.clone()));
         }
         asked.push(*id);
     }
     let visible: HashSet<i64> = sources
         .iter()
-        .filter(|(_, n)| principal.can_see(n))
+        .filter(|(_, n)| can_see(n))
         .map(|(id, _)| *id)
         .collect();
     let step = req.bucket.secs();
@@ -175,13 +178,11 @@ pub async fn run(
         }
     }
     tx.commit().await?;
-    drop(client);
 
     if plan.live_from < req.to {
-        st.live
-            .for_each_minute(plan.live_from, req.to, |src, minute, slot| {
-                grid.add_slot(src, minute, slot)
-            });
+        live.for_each_minute(plan.live_from, req.to, |src, minute, slot| {
+            grid.add_slot(src, minute, slot)
+        });
     }
     let names: Vec<String> = req.sources.clone();
     let (t, columns) = grid.finish(&names);
@@ -191,7 +192,7 @@ pub async fn run(
         from: req.from,
         to: req.to,
         step,
-        seq: st.live.seq(),
+        seq: live.seq(),
         rollup_seq,
         t,
         series: columns

@@ -157,16 +157,8 @@ pub async fn list(
     principal: Principal,
     ApiQuery(p): ApiQuery<SourceParams>,
 ) -> Result<Json<SourcesPage>, AppError> {
-    let window_name = p.window.as_deref().unwrap_or("5m");
-    let window = Window::parse(window_name).ok_or_else(|| {
-        AppError::invalid(
-            "window",
-            format!(
-                "unknown window {:?}; use 1m, 5m, 1h or 24h",
-                window_name.chars().take(20).collect::<String>()
-            ),
-        )
-    })?;
+    let window =
+        Window::from_param(p.window.as_deref()).map_err(|m| AppError::invalid("window", m))?;
     let order = params::sort(p.sort.as_deref(), "name", &SOURCE_SORTS, "s.id")?;
     let cursor = params::cursor(p.cursor.as_deref(), &order)?;
     let limit = params::limit(p.limit.as_deref())?;
