@@ -76,6 +76,11 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let st = state(database_url, options, shutdown.clone())?;
+    // Refuse to start on an outbox sequence that hands out seqs ahead (the
+    // listener checks again on every connect, for a database unreachable now).
+    if let Ok(client) = st.pool.get().await {
+        db::warm::check_outbox_sequence(&**client).await?;
+    }
     let tasks = shutdown.child_token();
     // Every task's span names the database it works on.
     let db_name = db::parse_url(database_url)

@@ -192,6 +192,10 @@ impl Listener {
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
         let mut conn = self.connect().await?;
+        if let Err(e) = db::warm::check_outbox_sequence(&conn.client).await {
+            tracing::error!(error = %format!("{e:#}"), "outbox sequence unusable; not reading");
+            return Err(e);
+        }
         self.status.set_connected(true);
         self.metrics.listener_connected.set(1);
         if seq.is_none() {
