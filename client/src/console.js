@@ -166,11 +166,11 @@ export function createConsole({ root, getToken, onAuthError }) {
     const table = h('table', { className: 'list', data: { list: kind } }, thead, tbody);
     const more = h('button', { type: 'button', className: 'more', hidden: true }, 'Load more');
     let cursor = null;
-    const makeRow = (r) => h('tr', { data: { id: String(r.id) } }, ...spec.columns.map(([key, , fmt, cls]) => {
+    const makeRow = (r) => h('tr', { data: { id: String(r.id) } }, ...spec.columns.map(([key, label, fmt, cls]) => {
       const v = fmt ? fmt(r, key) : show(r[key]);
       const full = typeof r[key] === 'number' && Math.abs(r[key]) >= 1e5 ? { title: fmtFull(r[key]) } : {}; // compact "1.2M"
       const tone = spec.tones?.[key]?.[r[key]];
-      return h('td', { className: cls || '', data: { col: key, ...(tone ? { tone } : {}) }, ...full }, v);
+      return h('td', { className: cls || '', data: { col: key, label, ...(tone ? { tone } : {}) }, ...full }, v);
     }));
     const counted = () => { status.textContent = `${tbody.rows.length} ${kind}${cursor ? ' (more available)' : ''}`; };
     const live = createLiveList({

@@ -51,6 +51,8 @@ function readHash() {
   const token = p.get('access_token') || p.get('token');
   const w = p.get('window');
   if (currentRoute.route.length === 0) state.window = WINDOWS.includes(w) ? w : DEFAULT_WINDOW;
+  // kiosk / TV mode (#window=5m&kiosk=1): no navigation, bigger type, readable across a room
+  document.body.toggleAttribute('data-kiosk', p.has('kiosk') && p.get('kiosk') !== '0');
   writeHash();
   return token;
 }

@@ -238,10 +238,7 @@ export function renderSourcesView(root, { model, params = new URLSearchParams() 
     const q = encodeURIComponent(name);
     return h('tr', { data: { source: name } },
       h('th', { scope: 'row' }, h('a', { href: `#/trends?source=${q}` }, name)),
-      h('td', { data: { col: 'kind' } }), h('td', { data: { col: 'health' } }, h('b')), h('td', { data: { col: 'why' }, class: 'summary' }),
-      h('td', { data: { col: 'last' } }), h('td', { class: 'n', data: { col: 'expected' } }),
-      h('td', { class: 'n', data: { col: 'received' } }), h('td', { class: 'n', data: { col: 'rejected' } }),
-      h('td', { class: 'n', data: { col: 'errors' } }), h('td', { data: { col: 'run' } }),
+      ...SOURCE_COLUMNS.slice(1).map(([col, label, cls]) => h('td', { class: col === 'why' ? 'summary' : cls, data: { col, label } }, col === 'health' ? h('b') : null)),
       h('td', {}, h('a', { href: `#/runs?source=${q}`, 'aria-label': `Runs of ${name}` }, 'runs'), ' · ',
         h('a', { href: `#/errors?source=${q}`, 'aria-label': `Errors of ${name}` }, 'errors')));
   }

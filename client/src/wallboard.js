@@ -15,6 +15,7 @@ export const KPI_KEYS = [
   'run_p95', 'lag_p95', 'lag_p99',
 ];
 const SOURCE_COLS = ['received', 'normalized', 'rejected', 'errors', 'backlog', 'lag_p95'];
+const SOURCE_LABELS = { received: 'Received', normalized: 'Normalized', rejected: 'Rejected', errors: 'Errors', backlog: 'Backlog', lag_p95: 'Lag p95' };
 const COUNTS = ['received', 'normalized', 'rejected', 'errors', 'warnings', 'runs_started',
   'runs_succeeded', 'runs_failed', 'runs_running', 'backlog'];
 
@@ -156,10 +157,12 @@ export function createWallboard(doc = document) {
     for (const col of SOURCE_COLS) {
       const td = cell(doc, 'td', 'n');
       td.dataset.col = col;
+      td.dataset.label = SOURCE_LABELS[col];
       tr.append(td);
     }
     const last = cell(doc, 'td', 'n');
     last.dataset.col = 'last_received_at';
+    last.dataset.label = 'Last record';
     last.append(doc.createElement('time'));
     tr.append(last);
     return tr;

@@ -66,6 +66,11 @@ pub struct ServerOptions {
     /// Seconds a finished export job's file is kept for download before it is deleted.
     #[arg(long, env = "INGESTWATCH_EXPORT_TTL_SECS", default_value_t = 3_600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub export_ttl_secs: u64,
+    /// Write CSV cells exactly as stored, without the `'` that keeps a
+    /// spreadsheet from evaluating text cells starting with `=`, `+`, `-`,
+    /// `@`, tab or carriage return (formula injection; see docs/api.md).
+    #[arg(long, env = "INGESTWATCH_CSV_RAW_FORMULAS")]
+    pub csv_raw_formulas: bool,
     /// Directory of client files to serve instead of the embedded ones (development).
     #[arg(long, env = "INGESTWATCH_CLIENT_DIR")]
     pub client_dir: Option<PathBuf>,

@@ -315,14 +315,58 @@ fn opt_ts(v: &Option<DateTime<Utc>>) -> String {
     v.as_ref().map(iso).unwrap_or_default()
 }
 
+/// How CSV cells holding the pipeline's text are written.
+///
+/// A spreadsheet evaluates a cell starting with `=`, `+`, `-` or `@` (and
+/// some also after a tab or carriage return, or the full-width `＝ ＋ － ＠`)
+/// as a formula, so a source name, external id, error code or message chosen
+/// by whoever feeds the pipeline could run one on the operator's machine
+/// (OWASP "CSV injection"). [`CsvCells::Guarded`] prefixes such a cell with
+/// `'`, which spreadsheets show as text. Only text that comes from the data
+/// is guarded; what the server writes itself (ids, counts, `duration_ms`,
+/// timestamps) stays as it is, so a negative duration is still a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CsvCells {
+    /// Neutralise formula-looking text cells (the default).
+    Guarded,
+    /// Write every cell as stored (`--csv-raw-formulas`).
+    Raw,
+}
+
+impl CsvCells {
+    /// [`CsvCells::Raw`] when `raw`, else [`CsvCells::Guarded`].
+    pub fn raw_if(raw: bool) -> CsvCells {
+        if raw {
+            CsvCells::Raw
+        } else {
+            CsvCells::Guarded
+        }
+    }
+
+    /// `text` as written into a cell.
+    pub fn text<'a>(self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        const TRIGGERS: [char; 10] = ['=', '+', '-', '@', '\t', '\r', '＝', '＋', '－', '＠'];
+        match (self, text.chars().next()) {
+            (CsvCells::Guarded, Some(c)) if TRIGGERS.contains(&c) => format!("'{text}").into(),
+            _ => text.into(),
+        }
+    }
+}
+
 impl Item {
-    /// Writes this row as one CSV record (NULL = empty field).
-    pub fn write_csv<W: std::io::Write>(&self, w: &mut csv::Writer<W>) -> csv::Result<()> {
+    /// Writes this row as one CSV record (NULL = empty field); text from the
+    /// data goes through `cells`.
+    pub fn write_csv<W: std::io::Write>(
+        &self,
+        w: &mut csv::Writer<W>,
+        cells: CsvCells,
+    ) -> csv::Result<()> {
+        let t = |s: &'_ str| cells.text(s).into_owned();
         match self {
             Item::Run(x) => w.write_record([
                 x.id.to_string(),
-                x.source.clone(),
-                x.status.clone(),
+                t(&x.source),
+                t(&x.status),
                 iso(&x.started_at),
                 opt_ts(&x.finished_at),
                 opt(&x.duration_ms),
@@ -336,27 +380,27 @@ impl Item {
             Item::Record(x) => {
                 w.write_field(x.id.to_string())?;
                 w.write_field(opt(&x.run_id))?;
-                w.write_field(&x.source)?;
-                w.write_field(x.external_id.as_deref().unwrap_or(""))?;
-                w.write_field(&x.status)?;
+                w.write_field(cells.text(&x.source).as_ref())?;
+                w.write_field(cells.text(x.external_id.as_deref().unwrap_or("")).as_ref())?;
+                w.write_field(cells.text(&x.status).as_ref())?;
                 w.write_field(iso(&x.received_at))?;
                 w.write_field(opt_ts(&x.processed_at))?;
                 if let Some(p) = &x.payload {
-                    w.write_field(p.get())?;
+                    w.write_field(cells.text(p.get()).as_ref())?;
                 }
                 w.write_record(None::<&[u8]>)
             }
             Item::Error(x) => w.write_record([
-                x.id.to_string().as_str(),
-                &opt(&x.run_id),
-                &opt(&x.raw_record_id),
-                &x.source,
-                &iso(&x.occurred_at),
-                &x.severity,
-                &x.stage,
-                &x.code,
-                &x.message,
-                x.details.as_ref().map_or("", |d| d.get()),
+                x.id.to_string(),
+                opt(&x.run_id),
+                opt(&x.raw_record_id),
+                t(&x.source),
+                iso(&x.occurred_at),
+                t(&x.severity),
+                t(&x.stage),
+                t(&x.code),
+                t(&x.message),
+                t(x.details.as_ref().map_or("", |d| d.get())),
             ]),
         }
     }
@@ -424,6 +468,20 @@ mod tests {
                 assert_ne!(c.value, CursorValue::Null, "{} {}", kind.name(), col.name);
                 assert_eq!(Cursor::decode(&c.encode(), &order), Ok(c));
             }
+        }
+    }
+
+    #[test]
+    fn guarded_cells_start_with_a_quote_only_when_a_spreadsheet_would_evaluate_them() {
+        let g = CsvCells::Guarded;
+        for f in [
+            "=1", "+1", "-1", "@A", "\tx", "\rx", "＝1", "＋1", "－1", "＠A",
+        ] {
+            assert_eq!(g.text(f), format!("'{f}"), "{f:?}");
+            assert_eq!(CsvCells::Raw.text(f), f);
+        }
+        for plain in ["", "a=1", " =1", "'=1", "1", "{\"a\":-1}", "\"=x\"", "\nx"] {
+            assert_eq!(g.text(plain), plain, "{plain:?}");
         }
     }
 

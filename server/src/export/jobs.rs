@@ -408,7 +408,7 @@ async fn write(st: &JobDeps, job: &Job, plan: &ExportPlan) -> Result<u64, Stop> 
         let write = async {
             for r in &rows {
                 let item = Item::from_row(plan.kind, r).map_err(|e| fail(&e))?;
-                item.write_csv(&mut w).map_err(|e| fail(&e))?;
+                item.write_csv(&mut w, plan.cells).map_err(|e| fail(&e))?;
             }
             let buf = take(&mut w).map_err(|e| fail(&e))?;
             file.write_all(&buf).await.map_err(|e| fail(&e))

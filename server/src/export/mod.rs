@@ -16,7 +16,9 @@
 //! RFC 4180 (the `csv` crate: CRLF record terminators, fields with commas,
 //! quotes or newlines quoted, quotes doubled), a header row, UTC ISO-8601
 //! timestamps with microseconds, empty fields for NULL, and JSON columns
-//! (`payload`, `details`) as PostgreSQL's jsonb text.
+//! (`payload`, `details`) as PostgreSQL's jsonb text. Text cells from the
+//! data that a spreadsheet would evaluate as a formula get a leading `'`
+//! unless `--csv-raw-formulas` ([`CsvCells`]).
 
 pub mod jobs;
 
@@ -28,7 +30,7 @@ use tokio_postgres::RowStream;
 
 use crate::db::keyset::Order;
 use crate::db::queries::{Filters, Kind};
-use crate::db::rows::{csv_header, Item};
+use crate::db::rows::{csv_header, CsvCells, Item};
 
 /// Most rows a synchronous export serves.
 pub const SYNC_MAX_ROWS: i64 = 10_000;
@@ -46,6 +48,8 @@ pub struct ExportPlan {
     pub order: Order,
     /// Records: add the payload column.
     pub include_payload: bool,
+    /// Formula-looking text cells guarded or raw (`--csv-raw-formulas`).
+    pub cells: CsvCells,
 }
 
 fn empty_writer() -> csv::Writer<Vec<u8>> {
@@ -110,6 +114,7 @@ struct Streaming {
     rows: Pin<Box<RowStream>>,
     w: csv::Writer<Vec<u8>>,
     kind: Kind,
+    cells: CsvCells,
     done: bool,
 }
 
@@ -121,12 +126,14 @@ pub fn csv_body(
     rows: RowStream,
     kind: Kind,
     include_payload: bool,
+    cells: CsvCells,
 ) -> csv::Result<Body> {
     let st = Streaming {
         _tx: tx,
         rows: Box::pin(rows),
         w: writer(kind, include_payload)?,
         kind,
+        cells,
         done: false,
     };
     let stream = futures_util::stream::unfold(st, |mut st| async move {
@@ -138,7 +145,10 @@ pub fn csv_body(
                 Some(Ok(row)) => {
                     let written = Item::from_row(st.kind, &row)
                         .map_err(|e| e.to_string())
-                        .and_then(|item| item.write_csv(&mut st.w).map_err(|e| e.to_string()));
+                        .and_then(|item| {
+                            item.write_csv(&mut st.w, st.cells)
+                                .map_err(|e| e.to_string())
+                        });
                     if let Err(e) = written {
                         return Some((Err(abort(&mut st, &e)), st));
                     }

@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 
 use crate::auth::Principal;
 use crate::db::queries::{self, Kind, PageSpec};
+use crate::db::rows::CsvCells;
 use crate::error::AppError;
 use crate::export::jobs::{Exports, JobDeps, JobStatus, JobView};
 use crate::export::{csv_body, ExportPlan, ReadTx, SYNC_MAX_ROWS};
@@ -108,8 +109,14 @@ pub async fn csv(
         include_payload: req.include_payload,
     });
     let rows = tx.client().query_raw(&q.sql, q.params()).await?;
-    let body = csv_body(tx, rows, kind, req.include_payload)
-        .map_err(|e| AppError::Internal(format!("csv header: {e}")))?;
+    let body = csv_body(
+        tx,
+        rows,
+        kind,
+        req.include_payload,
+        CsvCells::raw_if(st.options.csv_raw_formulas),
+    )
+    .map_err(|e| AppError::Internal(format!("csv header: {e}")))?;
     Ok(csv_response(body, &format!("{}.csv", kind.name()), None))
 }
 
@@ -234,6 +241,7 @@ pub async fn start(
             filters,
             order: req.order,
             include_payload: req.include_payload,
+            cells: CsvCells::raw_if(st.options.csv_raw_formulas),
         },
         principal.subject.clone(),
     );
