@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::view::follow;
 use common::*;
 
 const WINDOWS: [&str; 4] = ["1m", "5m", "1h", "24h"];
