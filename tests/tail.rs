@@ -59,6 +59,8 @@ impl ServerProc {
 
 /// A `tail` process whose stdout seqs and stderr are collected.
 struct TailProc {
+    /// Every stdout line that is not an event (snapshot, delta, resync).
+    others: Arc<Mutex<Vec<Value>>>,
     child: tokio::process::Child,
     seqs: Arc<Mutex<Vec<i64>>>,
     stderr: Arc<Mutex<String>>,
@@ -77,8 +79,9 @@ impl TailProc {
             .expect("spawn tail");
         let seqs = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
+        let others = Arc::new(Mutex::new(Vec::new()));
         let out = child.stdout.take().expect("stdout");
-        let s = seqs.clone();
+        let (s, o) = (seqs.clone(), others.clone());
         let out_reader = tokio::spawn(async move {
             let mut lines = BufReader::new(out).lines();
             while let Ok(Some(line)) = lines.next_line().await {
@@ -87,6 +90,8 @@ impl TailProc {
                     s.lock()
                         .expect("seqs")
                         .push(v["seq"].as_i64().expect("seq"));
+                } else {
+                    o.lock().expect("others").push(v);
                 }
             }
         });
@@ -101,6 +106,7 @@ impl TailProc {
             }
         });
         TailProc {
+            others,
             child,
             seqs,
             stderr,
@@ -271,4 +277,136 @@ async fn tail_exits_non_zero_on_protocol_and_auth_errors() {
     let mut t = TailProc::spawn(&["--url", &url]);
     assert_eq!(t.exit_code().await, Some(3));
     assert!(t.stderr().contains("401"), "{}", t.stderr());
+}
+
+/// Resuming from a seq older than the oldest kept outbox row (issue 16, item
+/// 4): the events in between were pruned, so WS, SSE and `tail` get an
+/// explicit `resync` (`skipped: true`, the horizon, the current KPI figures)
+/// before the events still kept, never a silent gap; a resume at or above
+/// the horizon gets no such frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_past_the_outbox_retention_is_an_explicit_resync_on_ws_sse_and_tail() {
+    let db = TestDb::new().await;
+    let src = db.source("crm").await;
+    let mut opts = options();
+    opts.event_ring = 8; // resumes below go to the outbox
+    let server = TestServer::start_with(&db, opts).await;
+    let start = db.max_seq().await;
+    let p = Pipeline::new(&db).await;
+    let run = p.run(src).await;
+    for _ in 0..40 {
+        p.records(run, src, 1).await;
+    }
+    server.wait_caught_up(&db).await;
+    // The retention job prunes the oldest half (as the schema owner).
+    let cut = start + 20;
+    db.client
+        .execute("delete from monitor.events where seq <= $1", &[&cut])
+        .await
+        .expect("prune");
+    let since = start + 5;
+    let kept = db.seqs_after(since).await;
+    let last = *kept.last().expect("events");
+    assert!(kept.first().is_some_and(|&s| s > cut));
+    let check = |r: &Value, what: &str| {
+        assert_eq!(r["type"], "resync", "{what}: {r}");
+        assert_eq!(r["reason"], "events_pruned", "{what}: {r}");
+        assert_eq!(r["skipped"], true, "{what}: {r}");
+        assert_eq!(r["since"].as_i64(), Some(since), "{what}: {r}");
+        assert_eq!(r["pruned_upto"].as_i64(), Some(cut), "{what}: {r}");
+        assert!(
+            r["kpis"]["5m"]["total"]["received"].is_i64(),
+            "{what}: KPI snapshot in {r}"
+        );
+    };
+
+    // WebSocket: the resync comes before any event.
+    let mut ws = server.ws().await;
+    ws.next_of("hello", Duration::from_secs(5))
+        .await
+        .expect("hello");
+    ws.send(serde_json::json!({"op": "subscribe", "topics": ["events"], "since": since}))
+        .await;
+    let mut resync = None;
+    let mut seqs = Vec::new();
+    while seqs.last().copied().unwrap_or(0) < last {
+        let f = ws.next(Duration::from_secs(20)).await.expect("ws frame");
+        match f["type"].as_str() {
+            Some("resync") => resync = Some(f),
+            Some("event") => {
+                assert!(resync.is_some(), "an event before the resync: {f}");
+                seqs.push(f["seq"].as_i64().expect("seq"));
+            }
+            _ => {}
+        }
+    }
+    check(&resync.expect("ws resync"), "ws");
+    assert_same_seqs(&seqs, &kept, "ws events after the resync");
+    // At the horizon: nothing was skipped, no resync.
+    let mut ws = server.ws().await;
+    ws.next_of("hello", Duration::from_secs(5))
+        .await
+        .expect("hello");
+    ws.send(serde_json::json!({"op": "subscribe", "topics": ["events"], "since": cut}))
+        .await;
+    let mut frames = Vec::new();
+    while frames
+        .last()
+        .map_or(0, |f: &Value| f["seq"].as_i64().unwrap_or(0))
+        < last
+    {
+        let f = ws.next(Duration::from_secs(20)).await.expect("ws frame");
+        assert_ne!(f["type"], "resync", "resume at the horizon: {f}");
+        if f["type"] == "event" {
+            frames.push(f);
+        }
+    }
+
+    // SSE (Last-Event-ID): `event: resync` first.
+    let mut sse = Sse::open(&server, "topics=events", Some(since)).await;
+    let mut others = Vec::new();
+    let got = sse.events_until(last, &mut others).await;
+    assert_same_seqs(&got, &kept, "sse events after the resync");
+    let r = others
+        .iter()
+        .find(|m| m.event == "resync")
+        .unwrap_or_else(|| panic!("sse resync in {others:?}"));
+    check(&r.data, "sse");
+
+    // tail: prints the resync (stdout) and warns (stderr), then the events.
+    let url = format!("ws://{}/ws", server.addr);
+    let since_arg = since.to_string();
+    let mut tail = TailProc::spawn(&[
+        "--url",
+        &url,
+        "--topics",
+        "events",
+        "--since",
+        &since_arg,
+        "--format",
+        "json",
+        "--token",
+        &server.token,
+    ]);
+    wait_for(
+        "tail prints the kept events",
+        Duration::from_secs(30),
+        || async { tail.seqs().last().copied().unwrap_or(0) >= last },
+    )
+    .await;
+    assert_eq!(tail.seqs(), kept, "tail events");
+    let printed = tail.others.lock().expect("others").clone();
+    let r = printed
+        .iter()
+        .find(|v| v["type"] == "resync")
+        .unwrap_or_else(|| panic!("tail printed no resync: {printed:?}"));
+    check(r, "tail");
+    assert!(
+        tail.stderr().contains("may be missing"),
+        "{}",
+        tail.stderr()
+    );
+    tail.child.kill().await.expect("kill tail");
+    assert!(server.metric("ingestwatch_resyncs_pruned_total").await >= 3.0);
+    server.stop().await;
 }

@@ -8,6 +8,11 @@
 //! missed events, and anything at or below the last printed seq is dropped,
 //! so the output has no gap and no duplicate across reconnects.
 //!
+//! A resume from before the outbox's retention horizon is the one gap the
+//! server cannot fill: it answers with a `resync` frame marked `skipped`,
+//! which `tail` prints (stdout, in both formats) and warns about (stderr)
+//! before printing the events still kept.
+//!
 //! It gives up (non-zero exit, message on stderr) only when retrying cannot
 //! help: authentication refused (HTTP 401/403 or close codes 4401/4403),
 //! a protocol error (an `error` frame such as `unknown_topic`, a URL that is
@@ -229,6 +234,24 @@ async fn session(
                         frame["type"].as_str().unwrap_or(""),
                         frame["seq"],
                         kpi_summary(&frame)
+                    )?,
+                }
+                out.flush()?;
+            }
+            "resync" if frame["skipped"] == true => {
+                // Resumed from before the outbox's retention horizon: events
+                // after our position may be gone. Say so on stdout too (the
+                // output is no longer gap-free), with the figures to restart from.
+                eprintln!(
+                    "tail: events after seq {} up to seq {} may be missing (outbox pruned); continuing with the events still kept",
+                    frame["since"], frame["pruned_upto"]
+                );
+                match args.format {
+                    TailFormat::Json => writeln!(out, "{}", text.as_str())?,
+                    TailFormat::Text => writeln!(
+                        out,
+                        "resync: events after seq {} up to seq {} may be missing (outbox pruned)",
+                        frame["since"], frame["pruned_upto"]
                     )?,
                 }
                 out.flush()?;

@@ -22,6 +22,9 @@ pub struct Metrics {
     pub notifications: Counter,
     /// Times the listener connection was re-established.
     pub listener_reconnects: Counter,
+    /// Times the live aggregates were re-read from the base tables while
+    /// running (a TRUNCATE, or a database that went back in time).
+    pub rewarms: Counter,
     /// 1 while the LISTEN connection is up.
     pub listener_connected: Gauge,
     /// Open holes in the seq sequence (transactions in flight or just rolled back).
@@ -38,6 +41,9 @@ pub struct Metrics {
     pub ws_resynced: Counter,
     /// Clients closed for being too slow (repeated overflow or a stuck write).
     pub ws_closed_slow: Counter,
+    /// Resumes from before the outbox's retention horizon, answered with a
+    /// `resync` that says events were skipped.
+    pub resyncs_pruned: Counter,
     /// Client frames answered with an error frame.
     pub ws_bad_frames: Counter,
     /// 1 while this replica holds the rollup writer lock.
@@ -122,6 +128,11 @@ impl Default for Metrics {
                 "LISTEN connection re-established",
                 Counter::default()
             ),
+            rewarms: reg!(
+                "rewarms",
+                "Live aggregates re-read from the base tables while running (TRUNCATE, database back in time)",
+                Counter::default()
+            ),
             listener_connected: reg!(
                 "listener_connected",
                 "1 while the LISTEN connection is up",
@@ -156,6 +167,11 @@ impl Default for Metrics {
             ws_closed_slow: reg!(
                 "ws_closed_slow",
                 "WebSocket clients closed as too slow",
+                Counter::default()
+            ),
+            resyncs_pruned: reg!(
+                "resyncs_pruned",
+                "Resumes from before the outbox retention horizon, answered with a resync (events skipped)",
                 Counter::default()
             ),
             ws_bad_frames: reg!(

@@ -107,6 +107,11 @@ pub async fn run(
         db::preflight::Settings::new(st.options.listen_database_url.is_some()),
     )
     .await?;
+    // Refuse to start on an outbox sequence that hands out seqs ahead (the
+    // listener checks again on every connect, for a database unreachable now).
+    if let Ok(client) = st.pool.get().await {
+        db::warm::check_outbox_sequence(&**client).await?;
+    }
     let tasks = shutdown.child_token();
     let replica = st.replica.clone().map(|r| {
         let metrics = st.metrics.clone();

@@ -5,6 +5,7 @@
 #![allow(dead_code, missing_docs)]
 
 pub mod bin;
+pub mod view;
 
 mod db;
 mod pipeline;

@@ -29,7 +29,13 @@ pub async fn sql_truth(
         (select percentile_disc(array[0.5, 0.95, 0.99]) within group (order by greatest(0, round(extract(epoch from processed_at - received_at) * 1000))::float8)
            from r, b where (s.id is null or r.source_id = s.id) and status in ('normalized', 'rejected') and processed_at >= f and processed_at < t),
         (select percentile_disc(array[0.5, 0.95, 0.99]) within group (order by greatest(0, round(extract(epoch from finished_at - started_at) * 1000))::float8)
-           from ingest.runs u, b where (s.id is null or u.source_id = s.id) and status in ('succeeded', 'failed', 'partial') and finished_at >= f and finished_at < t)
+           from ingest.runs u, b where (s.id is null or u.source_id = s.id) and status in ('succeeded', 'failed', 'partial') and finished_at >= f and finished_at < t),
+        (select count(*) from ingest.runs u, b where (s.id is null or u.source_id = s.id) and status = 'partial' and finished_at >= f and finished_at < t),
+        (select coalesce(jsonb_agg(jsonb_build_object('code', code, 'count', n) order by n desc, code), '[]')::text
+           from (select code, count(*) as n from ingest.errors e, b
+                  where (s.id is null or e.source_id = s.id) and occurred_at >= f and occurred_at < t
+                  group by code order by n desc, code limit 5) c),
+        (select floor(extract(epoch from max(received_at)) * 1000)::bigint from r where s.id is null or r.source_id = s.id)
       from s";
     let rows = c.query(sql, &[&from, &to]).await.expect("sql truth");
     rows.iter()
@@ -47,13 +53,16 @@ pub async fn sql_truth(
                     "runs_running": r.get::<_, i64>(9), "backlog": r.get::<_, i64>(10),
                     "lag_ms": {"p50": p(0), "p95": p(1), "p99": p(2)},
                     "run_duration_ms": {"p50": d(0), "p95": d(1), "p99": d(2)},
+                    "runs_partial": r.get::<_, i64>(13),
+                    "top_codes": serde_json::from_str::<Value>(r.get::<_, &str>(14)).expect("top codes"),
+                    "last_received_ms": r.get::<_, Option<i64>>(15),
                 }),
             )
         })
         .collect()
 }
 
-const COUNT_KEYS: [&str; 10] = [
+const EXACT_KEYS: [&str; 12] = [
     "received",
     "normalized",
     "rejected",
@@ -62,12 +71,15 @@ const COUNT_KEYS: [&str; 10] = [
     "runs_started",
     "runs_succeeded",
     "runs_failed",
+    "runs_partial",
     "runs_running",
     "backlog",
+    "top_codes",
 ];
 
-/// Asserts one `/api/kpis` body equals SQL over its stated interval (lag and
-/// run duration percentiles within the histogram's 0.8 % + 1 ms).
+/// Asserts one `/api/kpis` body equals SQL over its stated interval: every
+/// counter, `top_codes` and `last_received_at` exactly, lag and run duration
+/// percentiles within the histogram's 0.8 % + 1 ms.
 pub async fn assert_kpis_match_sql(c: &tokio_postgres::Client, kpis: &Value) {
     let from = kpis["from"].as_str().expect("from");
     let to = kpis["to"].as_str().expect("to");
@@ -83,12 +95,23 @@ pub async fn assert_kpis_match_sql(c: &tokio_postgres::Client, kpis: &Value) {
             got.is_object(),
             "window {window}: source {name} missing from {kpis}"
         );
-        for k in COUNT_KEYS {
+        for k in EXACT_KEYS {
             assert_eq!(
                 got[k], want[k],
                 "window {window} [{from}, {to}) source {name}: {k}"
             );
         }
+        let last_ms = got["last_received_at"].as_str().map(|t| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .unwrap_or_else(|e| panic!("last_received_at {t}: {e}"))
+                .timestamp_millis()
+        });
+        assert_eq!(
+            last_ms,
+            want["last_received_ms"].as_i64(),
+            "window {window} source {name}: last_received_at {}",
+            got["last_received_at"]
+        );
         for figure in ["lag_ms", "run_duration_ms"] {
             for p in ["p50", "p95", "p99"] {
                 let (g, w) = (&got[figure][p], &want[figure][p]);

@@ -54,6 +54,52 @@ pub async fn sources<C: GenericClient>(
         .collect())
 }
 
+/// The newest `received_at` (epoch ms, floored like `monitor.epoch_ms`) of
+/// each source in `ids` (every source when None), by index. A maximum cannot
+/// be kept from contributions alone when the newest record is deleted or
+/// moved: the listener re-reads it then.
+pub async fn last_received<C: GenericClient>(
+    client: &C,
+    ids: Option<&[i64]>,
+) -> Result<Vec<(i64, Option<i64>)>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "select s.id, (select floor(extract(epoch from max(received_at)) * 1000)::bigint
+                             from ingest.raw_records where source_id = s.id)
+               from ingest.sources s where $1::bigint[] is null or s.id = any($1)",
+            &[&ids],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Checks that the outbox's seq sequence hands out one value at a time
+/// (`cache 1`, the default). With a larger cache every session takes a block
+/// of seqs and uses them later, possibly long after the listener passed them
+/// as dead holes (no running transaction holds a lock for a cached value):
+/// events would be lost without a trace. Errors name the fix.
+pub async fn check_outbox_sequence<C: GenericClient>(client: &C) -> anyhow::Result<()> {
+    let row = client
+        .query_opt(
+            "select s.seqcache, pg_get_serial_sequence('monitor.events', 'seq')
+               from pg_sequence s
+              where s.seqrelid = pg_get_serial_sequence('monitor.events', 'seq')::regclass",
+            &[],
+        )
+        .await?;
+    if let Some(r) = row {
+        let cache: i64 = r.get(0);
+        let name: String = r.get(1);
+        anyhow::ensure!(
+            cache == 1,
+            "the outbox sequence {name} has cache {cache}: seqs handed out ahead by one \
+             session would be used after the server passed them, and their events lost; \
+             run `alter sequence {name} cache 1` (as the schema owner) and start again"
+        );
+    }
+    Ok(())
+}
+
 /// Waits until no transaction that could hold a seq <= the current max is
 /// running; returns that max (`d0`).
 pub async fn settle(client: &Client) -> Result<i64, tokio_postgres::Error> {
@@ -173,18 +219,10 @@ pub async fn load(
         }
     }
     // Newest record per source, by index, regardless of windows.
-    for r in tx
-        .query(
-            "select s.id, (select floor(extract(epoch from max(received_at)) * 1000)::bigint
-                             from ingest.raw_records where source_id = s.id)
-               from ingest.sources s",
-            &[],
-        )
-        .await?
-    {
-        if let Some(ms) = r.get::<_, Option<i64>>(1) {
+    for (source_id, ms) in last_received(&tx, None).await? {
+        if let Some(ms) = ms {
             contributions.push(Contribution {
-                source_id: r.get(0),
+                source_id,
                 metric: Metric::LastReceived,
                 sec: None,
                 val: Some(ms),

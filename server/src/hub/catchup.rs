@@ -9,6 +9,13 @@
 //! The transport owns "last seq written": it passes it in, writes the frames
 //! of a [`CatchUp::Batch`] that are above it, then advances it to `covered`
 //! (seqs between the frames are holes or filtered out, never events to come).
+//!
+//! Retention: when the outbox was pruned past the subscriber's position
+//! (`monitor.outbox_pruned.upto`, sql/0013, is above `since`), events it
+//! missed may be gone. The first step that needs the outbox then says so
+//! ([`CatchUp::Pruned`]) instead of reading on silently; the session tells
+//! the client with an explicit resync and catch-up goes on with the events
+//! still kept.
 
 use std::sync::Arc;
 
@@ -34,9 +41,18 @@ pub enum CatchUp {
         /// Every event up to this seq is in `frames` or filtered out.
         covered: i64,
     },
+    /// The outbox was pruned past `since`: events after it may be gone.
+    /// Nothing was registered or read; tell the client, then call [`step`]
+    /// again (with `check_pruned` false).
+    Pruned {
+        /// Every seq at or below this one may have been deleted.
+        upto: i64,
+    },
 }
 
-/// Catches `sub` up from `since` (the last seq it was written) by one step.
+/// Catches `sub` up from `since` (the last seq it was written) by one step;
+/// with `check_pruned`, first checks the outbox's retention horizon when the
+/// ring does not reach back to `since`.
 pub async fn step(
     hub: &Hub,
     pool: &Pool,
@@ -44,11 +60,18 @@ pub async fn step(
     sub: &Arc<Subscriber>,
     since: i64,
     filter: EventFilter,
+    check_pruned: bool,
 ) -> anyhow::Result<CatchUp> {
     let upto = match hub.resume_events(sub, since, filter) {
         Resume::Registered => return Ok(CatchUp::Live),
         Resume::NeedOutbox { upto } => upto,
     };
+    if check_pruned {
+        let pruned = pruned_upto(pool).await?;
+        if since < pruned {
+            return Ok(CatchUp::Pruned { upto: pruned });
+        }
+    }
     let (events, read_upto) = read_outbox(pool, since, upto, filter).await?;
     let names = live.source_names();
     let frames: Arc<[EventFrame]> = events.iter().map(|e| EventFrame::new(e, &names)).collect();
@@ -56,6 +79,19 @@ pub async fn step(
         frames,
         covered: read_upto,
     })
+}
+
+/// The outbox's retention horizon: every seq at or below it may have been
+/// deleted (0 when nothing was ever pruned).
+pub async fn pruned_upto(pool: &Pool) -> anyhow::Result<i64> {
+    let client = pool.get().await?;
+    let row = client
+        .query_one(
+            "select coalesce((select upto from monitor.outbox_pruned where id = 1), 0)",
+            &[],
+        )
+        .await?;
+    Ok(row.get(0))
 }
 
 /// Reads delivered events in `(after, upto]` passing `filter`, at most

@@ -25,6 +25,8 @@ pub fn kpi_frame_type(text: &str) -> &'static str {
 pub(super) struct KpiFeed {
     data: Value,
     seq: i64,
+    /// The next publish sends a full snapshot (the aggregates were re-read).
+    fresh: bool,
 }
 
 impl Hub {
@@ -38,18 +40,31 @@ impl Hub {
         scopes.into_iter().collect()
     }
 
-    /// Publishes this tick's KPI payload for `scope` as a delta to its subscribers.
+    /// Makes the next publish of every KPI feed a full `snapshot` frame
+    /// (the live aggregates were re-read from the base tables: subscribers
+    /// start again from fresh figures rather than from a patch).
+    pub fn resnapshot_kpis(&self) {
+        for feed in lock(&self.kpis).values_mut() {
+            feed.fresh = true;
+        }
+    }
+
+    /// Publishes this tick's KPI payload for `scope` as a delta to its
+    /// subscribers (a snapshot after [`Hub::resnapshot_kpis`]).
     pub fn publish_kpis(&self, scope: &Scope, data: Value, seq: i64) {
         let mut feeds = lock(&self.kpis);
         let feed = feeds.entry(scope.clone()).or_default();
-        let Some(patch) = mergepatch::diff(&feed.data, &data) else {
-            return;
+        let frame = if std::mem::take(&mut feed.fresh) {
+            json!({"type": "snapshot", "topic": "kpis", "seq": seq, "data": data})
+        } else {
+            let Some(patch) = mergepatch::diff(&feed.data, &data) else {
+                return;
+            };
+            json!({"type": "delta", "topic": "kpis", "seq": seq, "data": patch})
         };
         feed.data = data;
         feed.seq = seq;
-        let frame = Utf8Bytes::from(
-            json!({"type": "delta", "topic": "kpis", "seq": seq, "data": patch}).to_string(),
-        );
+        let frame = Utf8Bytes::from(frame.to_string());
         let subs: Vec<Arc<Subscriber>> = self
             .kpi_subs
             .iter()
@@ -72,7 +87,11 @@ impl Hub {
         let mut feeds = lock(&self.kpis);
         let feed = feeds.entry(scope.clone()).or_insert_with(|| {
             let (data, seq) = initial();
-            KpiFeed { data, seq }
+            KpiFeed {
+                data,
+                seq,
+                fresh: false,
+            }
         });
         let frame = Utf8Bytes::from(
             json!({"type": "snapshot", "topic": "kpis", "seq": feed.seq, "data": feed.data})

@@ -49,6 +49,12 @@ impl Event {
         Contribution::parse_all(self.summary.get("d"))
     }
 
+    /// True for a TRUNCATE (op `truncate`, sql/0012): it carries no
+    /// contributions, the aggregates must be re-read from the base tables.
+    pub fn is_truncate(&self) -> bool {
+        self.kind.ends_with(".truncate")
+    }
+
     /// True for a change to `ingest.sources` (names must be reloaded).
     pub fn touches_sources(&self) -> bool {
         self.kind.starts_with("sources.")

@@ -190,6 +190,10 @@ impl Listener {
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
         let mut conn = self.connect().await?;
+        if let Err(e) = db::warm::check_outbox_sequence(&conn.client).await {
+            tracing::error!(error = %format!("{e:#}"), "outbox sequence unusable; not reading");
+            return Err(e);
+        }
         self.status.set_connected(true);
         self.metrics.listener_connected.set(1);
         if seq.is_none() {
@@ -202,6 +206,9 @@ impl Listener {
         // not have been loaded: reload on every (re)connect.
         self.live
             .set_sources(db::warm::sources(&conn.client).await?);
+        // Likewise a newest record deleted just before: re-read the maxima.
+        self.live
+            .set_last_received(&db::warm::last_received(&conn.client, None).await?);
         let read = conn
             .client
             .prepare(&READ_SQL.replace("COLS", COLUMNS))
@@ -210,10 +217,13 @@ impl Listener {
         let mut lock_look_due = None;
         let mut pacer = ReadPacer::new(READS_PER_SEC, READ_BURST);
         loop {
-            let full = self
+            let stepped = self
                 .step(&conn.client, &read, seq, catching_up, &mut lock_look_due)
                 .await?;
-            if full {
+            if stepped.rewarm {
+                self.rewarm(&mut conn.client, seq).await?;
+            }
+            if stepped.full {
                 continue;
             }
             catching_up = false;
@@ -259,8 +269,42 @@ impl Listener {
         Ok(Sequencer::new(d0, warm.counted, BUFFER_CAP))
     }
 
-    /// One read: feed, apply, mark, deliver. Returns true when the read was
-    /// full (more to read right away).
+    /// Re-reads the live aggregates from the base tables while running (a
+    /// TRUNCATE was seen: it carries no contributions). Same procedure as the
+    /// warm-up: settle to `d0` (every seq <= d0 final), read the base tables
+    /// and the seqs above d0 in one snapshot; the sequencer then applies only
+    /// what that snapshot did not see, and delivers the event stream on from
+    /// its watermark unchanged. KPI subscribers get a fresh snapshot.
+    async fn rewarm(
+        &self,
+        client: &mut tokio_postgres::Client,
+        seq: &mut Sequencer,
+    ) -> anyhow::Result<()> {
+        let started = std::time::Instant::now();
+        let d0 = db::warm::settle(client)
+            .await
+            .context("re-warm: settling")?;
+        let now_sec = chrono::Utc::now().timestamp();
+        let warm = db::warm::load(client, d0, now_sec)
+            .await
+            .context("re-warm: loading")?;
+        let rows = warm.contributions.len();
+        self.live.rewarm(warm.sources, &warm.contributions, now_sec);
+        let counted = warm.counted.len();
+        seq.rebase(d0, warm.counted);
+        self.hub.resnapshot_kpis();
+        self.metrics.rewarms.inc();
+        tracing::info!(
+            d0,
+            counted_above = counted,
+            contributions = rows,
+            took_ms = started.elapsed().as_millis() as u64,
+            "live aggregates re-read from the base tables (truncate)"
+        );
+        Ok(())
+    }
+
+    /// One read: feed, apply, mark, deliver.
     async fn step(
         &self,
         client: &tokio_postgres::Client,
@@ -268,7 +312,7 @@ impl Listener {
         seq: &mut Sequencer,
         catching_up: bool,
         lock_look_due: &mut Option<tokio::time::Instant>,
-    ) -> anyhow::Result<bool> {
+    ) -> anyhow::Result<Stepped> {
         let plan = seq.plan();
         let after = plan.after.unwrap_or(i64::MAX);
         let rows = client
@@ -286,14 +330,28 @@ impl Listener {
             self.metrics.catchup_events.inc_by(events.len() as u64);
         }
         let fed = seq.feed(&plan, events, xmin);
+        let rewarm = fed.apply.iter().any(Event::is_truncate);
         // Apply before any further I/O: the sequencer now counts these events
         // as seen, so a connection lost below must not skip their KPIs.
+        let mut stale = Vec::new();
         if !fed.apply.is_empty() {
             let now_sec = chrono::Utc::now().timestamp();
             for e in &fed.apply {
-                self.live.apply(&e.contributions(), now_sec);
+                let contributions = e.contributions();
+                self.live.apply(&contributions, now_sec);
+                stale.extend(self.live.stale_last_received(&contributions));
             }
             self.metrics.events_applied.inc_by(fed.apply.len() as u64);
+        }
+        // A newest record deleted or moved away: re-read that maximum (a
+        // snapshot newer than the events applied is fine for a maximum: the
+        // inserts it already shows only raise it again when applied, and
+        // deletions it shows trigger another re-read).
+        if !stale.is_empty() && !rewarm {
+            stale.sort_unstable();
+            stale.dedup();
+            let newest = db::warm::last_received(client, Some(&stale)).await?;
+            self.live.set_last_received(&newest);
         }
         // Holes without a marker (new ones, or ones whose marker read was cut
         // off by a lost connection) get one now.
@@ -331,8 +389,19 @@ impl Listener {
         self.metrics.watermark.set(seq.watermark());
         self.metrics.open_holes.set(seq.open_holes() as i64);
         self.metrics.buffered_events.set(seq.buffered() as i64);
-        Ok(new_rows as i64 >= READ_LIMIT)
+        Ok(Stepped {
+            full: new_rows as i64 >= READ_LIMIT,
+            rewarm,
+        })
     }
+}
+
+/// What one read found.
+struct Stepped {
+    /// The read was full: more to read right away.
+    full: bool,
+    /// A TRUNCATE was seen: re-read the aggregates from the base tables.
+    rewarm: bool,
 }
 
 /// A token bucket for outbox reads: [`ReadPacer::wait`] returns at once

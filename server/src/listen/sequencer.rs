@@ -54,6 +54,9 @@ pub struct Sequencer {
     holes: BTreeMap<i64, Hole>,
     /// Seqs already reflected in the warm-up snapshot: delivered but not applied.
     warm: HashSet<i64>,
+    /// Events with a seq up to this one are in the aggregates already (the
+    /// last warm-up read them from the base tables): delivered, not applied.
+    applied_upto: i64,
     cap: usize,
 }
 
@@ -67,8 +70,21 @@ impl Sequencer {
             buffer: BTreeMap::new(),
             holes: BTreeMap::new(),
             warm,
+            applied_upto: watermark,
             cap: cap.max(1),
         }
+    }
+
+    /// After a re-warm (the aggregates re-read from the base tables, see
+    /// `db::warm`): every seq up to `d0` and the seqs in `counted` are in the
+    /// aggregates, so they are no longer applied when seen; delivery goes on
+    /// from the watermark unchanged (nothing is skipped or repeated on the
+    /// event stream). Every event seen so far was committed before `d0` was
+    /// read, so its seq is at most `d0`.
+    pub fn rebase(&mut self, d0: i64, counted: HashSet<i64>) {
+        debug_assert!(self.max_seen <= d0, "seen {} above d0 {d0}", self.max_seen);
+        self.applied_upto = self.applied_upto.max(d0);
+        self.warm = counted;
     }
 
     /// Every seq up to this one has been delivered or is a dead hole.
@@ -116,7 +132,8 @@ impl Sequencer {
                 }
                 self.max_seen = seq;
             }
-            if !self.warm.remove(&seq) {
+            let counted = self.warm.remove(&seq);
+            if seq > self.applied_upto && !counted {
                 fed.apply.push(e.clone());
             }
             self.buffer.insert(seq, e);
@@ -312,6 +329,31 @@ mod tests {
         let fed = s.feed(&p, vec![ev(6), ev(7), ev(8)], 10);
         assert_eq!(seqs(&fed.apply), vec![8]);
         assert_eq!(seqs(&s.drain()), vec![6, 7, 8]);
+    }
+
+    #[test]
+    fn after_a_rebase_events_up_to_d0_and_counted_ones_are_delivered_not_applied() {
+        let mut s = Sequencer::new(0, HashSet::new(), 100);
+        let p = s.plan();
+        // 1 and 3 seen (applied); 2 is a hole whose writer is still running.
+        let fed = s.feed(&p, vec![ev(1), ev(3)], 10);
+        assert_eq!(seqs(&fed.apply), vec![1, 3]);
+        s.set_marker(20);
+        assert_eq!(seqs(&s.drain()), vec![1]);
+        // Re-warm: d0 = 4 (2 committed meanwhile, 4 too), 6 counted above it.
+        s.rebase(4, HashSet::from([6]));
+        let p = s.plan();
+        let fed = s.feed(&p, vec![ev(2), ev(4), ev(5), ev(6), ev(7)], 30);
+        assert_eq!(
+            seqs(&fed.apply),
+            vec![5, 7],
+            "only what the re-warm did not read"
+        );
+        assert_eq!(
+            seqs(&s.drain()),
+            vec![2, 3, 4, 5, 6, 7],
+            "delivery unchanged"
+        );
     }
 
     #[test]

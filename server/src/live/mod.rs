@@ -117,6 +117,49 @@ impl Live {
         *cur = st;
     }
 
+    /// Replaces the aggregates with a re-read of the base tables (after a
+    /// TRUNCATE, see `listen`), keeping the delivered watermark and the count
+    /// of applied events.
+    pub fn rewarm(&self, sources: Vec<SourceInfo>, contributions: &[Contribution], now_sec: i64) {
+        let mut series: HashMap<i64, Series> = HashMap::new();
+        for c in contributions {
+            series.entry(c.source_id).or_default().apply(c, now_sec);
+        }
+        let mut st = self.write();
+        st.sources = sources.into_iter().map(|s| (s.id, s)).collect();
+        st.series = series;
+        st.version += 1;
+    }
+
+    /// Sources whose newest record may just have been deleted or moved away
+    /// (a negative `last_received` contribution at or above the newest time
+    /// held): their `last_received_at` must be re-read from the base table.
+    pub fn stale_last_received(&self, contributions: &[Contribution]) -> Vec<i64> {
+        let st = self.read();
+        let mut ids: Vec<i64> = contributions
+            .iter()
+            .filter(|c| c.metric == contribution::Metric::LastReceived && c.n < 0)
+            .filter(|c| {
+                let held = st.series.get(&c.source_id).and_then(|s| s.last_received_ms);
+                matches!((held, c.val), (Some(h), Some(v)) if v >= h)
+            })
+            .map(|c| c.source_id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Sets the newest `received_at` of sources as re-read from the base
+    /// table (None: the source has no record left).
+    pub fn set_last_received(&self, newest: &[(i64, Option<i64>)]) {
+        let mut st = self.write();
+        for &(id, ms) in newest {
+            st.series.entry(id).or_default().last_received_ms = ms;
+        }
+        st.version += 1;
+    }
+
     /// Replaces the known sources (after a change to `ingest.sources`).
     pub fn set_sources(&self, sources: Vec<SourceInfo>) {
         let mut st = self.write();

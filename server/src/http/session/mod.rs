@@ -78,6 +78,8 @@ pub struct Session {
     catching_up: bool,
     /// A KPI snapshot is owed once catch-up is done.
     kpis_pending: bool,
+    /// This catch-up already checked the outbox's retention horizon.
+    pruned_checked: bool,
     /// The client was told its token expired (reset by a fresh token).
     expiry_warned: bool,
     span: tracing::Span,
@@ -100,6 +102,7 @@ impl Session {
             principal,
             catching_up: false,
             kpis_pending: false,
+            pruned_checked: false,
             expiry_warned: false,
             span,
         }
@@ -232,6 +235,7 @@ impl Session {
             self.st.hub.unsubscribe(self.sub.id, Topic::Events);
             self.last_seq = since.unwrap_or_else(|| self.st.hub.last_seq());
             self.catching_up = true;
+            self.pruned_checked = false;
         }
         self.settle();
     }
@@ -304,9 +308,19 @@ impl Session {
             &self.sub,
             self.last_seq,
             filter,
+            !self.pruned_checked,
         )
         .await;
+        self.pruned_checked = true;
         match step {
+            Ok(CatchUp::Pruned { upto }) => {
+                let frame = self.pruned_resync(upto);
+                Ok(Some(Frames {
+                    last_seq: &mut self.last_seq,
+                    inner: frames::Inner::One(Some(frame)),
+                    covered: None,
+                }))
+            }
             Ok(CatchUp::Live) => {
                 self.catching_up = false;
                 self.settle();
@@ -329,6 +343,27 @@ impl Session {
         }
     }
 
+    /// The `resync` frame for a resume from before the outbox's retention
+    /// horizon `upto`: events after the client's position may be gone, so
+    /// it carries the current KPI figures (the snapshot to start again
+    /// from) and `skipped: true`; the events still kept follow.
+    fn pruned_resync(&self, upto: i64) -> Frame {
+        self.st.metrics.resyncs_pruned.inc();
+        tracing::info!(
+            since = self.last_seq,
+            pruned_upto = upto,
+            "resume from before the outbox retention: resync"
+        );
+        let now = chrono::Utc::now().timestamp_millis();
+        let kpis = self.st.live.all_kpis(now, self.principal.sources.as_ref());
+        Frame::control(
+            "resync",
+            &json!({"type": "resync", "reason": "events_pruned", "skipped": true,
+                    "topics": self.names(), "since": self.last_seq, "pruned_upto": upto,
+                    "seq": self.st.live.seq(), "kpis": kpis}),
+        )
+    }
+
     /// True when the queue overflowed and is drained: time for [`Session::resync`].
     pub fn needs_resync(&self) -> bool {
         self.sub.overflowed() && self.rx.is_empty()
@@ -346,7 +381,7 @@ impl Session {
         self.sub.clear_overflow();
         let frame = Frame::control(
             "resync",
-            &json!({"type": "resync", "reason": "slow_consumer", "topics": self.names(), "since": self.last_seq}),
+            &json!({"type": "resync", "reason": "slow_consumer", "skipped": false, "topics": self.names(), "since": self.last_seq}),
         );
         let topics: Vec<Topic> = self.topics.iter().copied().collect();
         for t in topics {

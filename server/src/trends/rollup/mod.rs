@@ -21,6 +21,10 @@
 //!   one would hold back every listener's hole resolution). The state is
 //!   written last: `seq = d0` and `counted` = the seqs above d0 the snapshot
 //!   already shows, which the writer then skips.
+//! - **TRUNCATE** (an event of op `truncate`, sql/0012): it carries no
+//!   contributions and removed rows of any age, so the writer deletes
+//!   `rollup_state` and backfills again (all of history is the affected
+//!   range); the unflushed sum is dropped (the backfill reads it anew).
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -168,25 +172,32 @@ impl RollupWriter {
                 () = shutdown.cancelled() => return Ok(()),
             }
         }
-        let state = match read_state(&client).await? {
-            Some(s) => s,
-            None => self.backfill(&mut client).await.context("backfill")?,
-        };
-        self.metrics.rollup_seq.set(state.seq);
-        tracing::info!(seq = state.seq, "rollup writer started");
-        self.apply(&mut client, state, shutdown).await
+        loop {
+            let state = match read_state(&client).await? {
+                Some(s) => s,
+                None => self.backfill(&mut client).await.context("backfill")?,
+            };
+            self.metrics.rollup_seq.set(state.seq);
+            tracing::info!(seq = state.seq, "rollup writer started");
+            // A TRUNCATE (no contributions; rows of any age gone) forgets the
+            // state: rebuild everything from the base tables, then go on.
+            if !self.apply(&mut client, state, shutdown).await? {
+                return Ok(());
+            }
+        }
     }
 
-    /// Reads delivered events after the state, sums, flushes.
+    /// Reads delivered events after the state, sums, flushes. Returns true
+    /// when a TRUNCATE was read: the state is deleted, rebuild (backfill).
     async fn apply(
         &self,
         client: &mut Client,
         mut state: RollupState,
         shutdown: &CancellationToken,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<bool> {
         let read = client
             .prepare(
-                "select seq, summary->'d' from monitor.events
+                "select seq, summary->'d', kind like '%.truncate' from monitor.events
                   where seq > $1 and seq <= $2 order by seq limit $3",
             )
             .await?;
@@ -206,6 +217,16 @@ impl RollupWriter {
                     let seq: i64 = r.get(0);
                     if state.counted.contains(&seq) {
                         continue;
+                    }
+                    if r.get::<_, bool>(2) {
+                        tracing::info!(seq, "truncate in the outbox: rebuilding the rollups");
+                        client
+                            .execute(
+                                "delete from monitor.rollup_state where id = 1 and seq = $1",
+                                &[&state.seq],
+                            )
+                            .await?;
+                        return Ok(true);
                     }
                     let d: Option<serde_json::Value> = r.get(1);
                     for c in Contribution::parse_all(d.as_ref()) {
@@ -230,7 +251,7 @@ impl RollupWriter {
             if !full {
                 tokio::select! {
                     () = tokio::time::sleep(POLL) => {}
-                    () = shutdown.cancelled() => return Ok(()),
+                    () = shutdown.cancelled() => return Ok(false),
                 }
             }
         }
