@@ -197,9 +197,16 @@ impl Auth {
                 _ => "malformed token",
             })
         })?;
-        self.principal(&data.claims)
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let exp = check_times(&data.claims, self.leeway, now)?;
+        let mut principal = self.principal(&data.claims)?;
+        principal.expires_at = Some(exp);
+        Ok(principal)
     }
 
+    /// The principal `claims` name (its `expires_at` set by the caller).
     fn principal(&self, claims: &Value) -> Result<Principal, Refusal> {
         let lookup = |p: &[String]| p.iter().try_fold(claims, |v, k| v.get(k));
         let role = match lookup(&self.role_claim).and_then(Value::as_str) {
@@ -238,4 +245,29 @@ impl Auth {
             expires_at: claims.get("exp").and_then(Value::as_i64),
         })
     }
+}
+
+/// Checks `exp` and `nbf` as NumericDates, fractions included (RFC 7519
+/// §2): jsonwebtoken reads only integers and lets a fractional value through
+/// unchecked, which made `exp: 1795690000.5` a token that never expires
+/// (issue 16.9). Returns `exp` rounded down (the session's expiry).
+fn check_times(claims: &Value, leeway: u64, now: f64) -> Result<i64, Refusal> {
+    let num = |k: &str| match claims.get(k) {
+        None => Ok(None),
+        Some(v) => v
+            .as_f64()
+            .filter(|f| f.is_finite())
+            .map(Some)
+            .ok_or_else(|| unauthorized("malformed token")),
+    };
+    let leeway = leeway as f64;
+    let exp = num("exp")?
+        .ok_or_else(|| unauthorized("token lacks a required claim (exp, aud or iss)"))?;
+    if exp < now - leeway {
+        return Err(unauthorized("token expired"));
+    }
+    if num("nbf")?.is_some_and(|nbf| nbf > now + leeway) {
+        return Err(unauthorized("token not yet valid"));
+    }
+    Ok(exp.floor() as i64)
 }
